@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Runs every *.test.ts under the given folders (default: src and test) with node's
+// test runner and tsx, one file at a time (multi-process tests must not compete for
+// the 2 cores). Node 20's `--test` takes no globs, hence this file list.
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+
+const roots = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+const dirs = roots.length > 0 ? roots : ["src", "test"];
+const files = [];
+const walk = (d) => {
+  for (const name of readdirSync(d)) {
+    const p = join(d, name);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (name.endsWith(".test.ts")) files.push(p);
+  }
+};
+for (const d of dirs) {
+  if (statSync(d, { throwIfNoEntry: false })?.isDirectory()) walk(d);
+  else if (d.endsWith(".test.ts")) files.push(d);
+}
+files.sort();
+if (files.length === 0) {
+  console.error("run-tests: no test files found under " + dirs.join(", "));
+  process.exit(1);
+}
+const r = spawnSync(
+  process.execPath,
+  ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files],
+  { stdio: "inherit", env: { ...process.env, LLMD_LOG_LEVEL: process.env.LLMD_LOG_LEVEL ?? "warn" } },
+);
+process.exit(r.status ?? 1);
