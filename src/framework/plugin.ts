@@ -165,3 +165,19 @@ export interface LoadedConfig {
   /** the resolved config with every default filled in, for `llmd config check` */
   resolved: Record<string, unknown>;
 }
+
+/** Options of a registration. */
+export interface RegisterOptions {
+  /** registered under a deprecated type name; the loader warns and names the replacement */
+  deprecatedReplacement?: string;
+}
+
+/** Registry of plugin factories by type name (llm-d `fwkplugin.Register`). */
+export interface PluginRegistry {
+  /** Registers a factory; a second registration of the same type throws. */
+  register(type: string, factory: PluginFactory, opts?: RegisterOptions): void;
+  /** The factory of a type, or undefined. */
+  get(type: string): { factory: PluginFactory; opts: RegisterOptions } | undefined;
+  /** All registered type names, sorted. */
+  types(): string[];
+}
