@@ -10,7 +10,7 @@ function reference(tokens: number[], bs: number, model: string, salt = ""): bigi
   for (let s = 0; s < tokens.length; s += bs) {
     const blk = tokens.slice(s, s + bs);
     const tb = new DataView(new ArrayBuffer(blk.length * 4));
-    blk.forEach((t, i) => tb.setUint32(i * 4, t, true));
+    for (let i = 0; i < blk.length; i++) tb.setUint32(i * 4, blk[i], true);
     const inner = xxh64(new Uint8Array(tb.buffer), 0n);
     const cb = new DataView(new ArrayBuffer(16));
     cb.setBigUint64(0, inner, true);
