@@ -152,3 +152,19 @@ export interface SchedulingResult {
   profileResults: Record<string, ProfileRunResult | null>;
   primaryProfileName: string;
 }
+
+/**
+ * In-flight load of one endpoint as tracked by `inflight-load-producer` (reference/epp.md §3.5):
+ * requests sent to it and not yet complete, and their estimated tokens (prompt tokens, plus
+ * estimated output tokens when `addEstimatedOutputTokens`; prompt tokens are released on the
+ * first streamed chunk).
+ */
+export interface InflightLoad {
+  /** requests in flight */
+  requests: number;
+  /** tokens in flight */
+  tokens: number;
+}
+
+/** Endpoint attribute key of the {@link InflightLoad}, written by `inflight-load-producer`. */
+export const INFLIGHT_LOAD = "inflight-load";
