@@ -1,0 +1,37 @@
+/**
+ * Wiring of the EPP core shared by `llmd router` (and later `llmd epp`): registry → config →
+ * scheduler → Director, with the EPP metrics. One place, so both hosts run the same
+ * scheduling and request-control path.
+ */
+import { readFileSync } from "node:fs";
+import { loadConfig } from "../framework/config/index.js";
+import type { LoadedConfig } from "../framework/plugin.js";
+import { createEppMetrics, type EppMetrics } from "../metrics/epp.js";
+import { builtinRegistry } from "../plugins/builtins.js";
+import { buildInferenceRequest, Director } from "../requestcontrol/director.js";
+import { Scheduler } from "../scheduler/scheduler.js";
+
+/** The EPP core, ready to serve requests. */
+export interface EppRuntime {
+  config: LoadedConfig;
+  scheduler: Scheduler;
+  director: Director;
+  metrics: EppMetrics;
+  buildRequest: typeof buildInferenceRequest;
+}
+
+/**
+ * Builds the EPP core from a config file (or the built-in default config when none).
+ * @throws ConfigError naming the offending field or plugin type
+ */
+export function createEppRuntime(configFile?: string): EppRuntime {
+  const text = configFile ? readFileSync(configFile, "utf8") : null;
+  const config = loadConfig(text, builtinRegistry());
+  const metrics = createEppMetrics();
+  const scheduler = new Scheduler(config, {
+    onPluginDuration: (point, type, name, seconds) =>
+      metrics.pluginDuration.observe(point, type, name, seconds),
+  });
+  const director = new Director(config, scheduler, metrics);
+  return { config, scheduler, director, metrics, buildRequest: buildInferenceRequest };
+}

@@ -1,0 +1,270 @@
+/**
+ * `llmd up` — the main job: starts a whole local stack (a router with the EPP built in and a
+ * pool of model servers) as child processes on 127.0.0.1, waits until every server is
+ * healthy and the router sees them all, prints the URL and a curl example, and stops every
+ * child on Ctrl-C / SIGTERM. The counterpart of a kind cluster + the llm-d guides.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { Command } from "commander";
+import { discoveryFileText } from "../datalayer/discovery-file.js";
+import { ROUTER_PORT, UP_FIRST_SERVER_PORT } from "../framework/ports.js";
+
+/** Options of {@link runUp}. */
+export interface UpOptions {
+  host: string;
+  /** router port */
+  port: number;
+  /** number of model servers */
+  replicas: number;
+  engine: string;
+  eppConfig?: string;
+  model: string;
+  /** first port tried for model servers; later ones count up, skipping busy ports */
+  firstServerPort: number;
+  /** extra arguments for every `llmd serve` */
+  serverArgs: string[];
+  /** extra arguments for `llmd router` */
+  routerArgs: string[];
+  /** ms to wait for the stack to become ready */
+  readyTimeoutMs: number;
+  /** print child logs (otherwise only warnings and errors) */
+  verbose: boolean;
+}
+
+/** Defaults of the local pool, chosen so the routing demo shows prefix affinity: 512 blocks of 16 tokens per server. */
+export const UP_SERVER_DEFAULTS = ["--block-size", "16", "--kv-cache-size", "512"];
+
+/** True when `port` can be bound on `host`. */
+export function portFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` free ports from `start` upwards. */
+export async function freePorts(
+  start: number,
+  count: number,
+  host: string,
+  avoid: number[] = [],
+): Promise<number[]> {
+  const out: number[] = [];
+  for (let p = start; out.length < count && p < 65535; p++) {
+    if (avoid.includes(p)) continue;
+    if (await portFree(p, host)) out.push(p);
+  }
+  if (out.length < count) throw new Error(`no ${count} free ports from ${start}`);
+  return out;
+}
+
+/** Command line that runs this same CLI (works from the build and from sources under tsx). */
+export function selfCommand(): { cmd: string; args: string[] } {
+  return { cmd: process.execPath, args: [...process.execArgv, process.argv[1]!] };
+}
+
+async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  dead: () => string | null,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; Date.now() < deadline; i++) {
+    const d = dead();
+    if (d) throw new Error(`${what}: ${d}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, Math.min(50 * (i + 1), 250)));
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs} ms`);
+}
+
+/** A started stack. */
+export interface UpStack {
+  url: string;
+  servers: { name: string; port: number; child: ChildProcess }[];
+  router: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts the stack and resolves once it is ready. Stops what it started if anything fails. */
+export async function runUp(
+  o: UpOptions,
+  out: (line: string) => void = (l) => process.stdout.write(l + "\n"),
+): Promise<UpStack> {
+  if (o.engine !== "sim") throw new Error(`--engine ${o.engine}: only "sim" is available in this build`);
+  if (!(await portFree(o.port, o.host)))
+    throw new Error(`router port ${o.port} on ${o.host} is busy (use --port)`);
+  const ports = await freePorts(o.firstServerPort, o.replicas, o.host, [o.port]);
+  const dir = mkdtempSync(join(tmpdir(), "llmd-up-"));
+  const discovery = join(dir, "endpoints.json");
+  const names = ports.map((_, i) => `server-${i}`);
+  writeFileSync(
+    discovery,
+    discoveryFileText(ports.map((port, i) => ({ name: names[i]!, address: o.host, port }))),
+  );
+
+  const self = selfCommand();
+  const children: ChildProcess[] = [];
+  const exits = new Map<ChildProcess, string>();
+  let stopping = false;
+  const launch = (name: string, args: string[]): ChildProcess => {
+    const child = spawn(self.cmd, [...self.args, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LLMD_LOG_LEVEL: process.env.LLMD_LOG_LEVEL ?? (o.verbose ? "info" : "warn") },
+    });
+    children.push(child);
+    for (const s of [child.stdout!, child.stderr!]) {
+      createInterface({ input: s }).on("line", (line) => process.stderr.write(`[${name}] ${line}\n`));
+    }
+    child.on("exit", (code, signal) => {
+      exits.set(child, `exited (code ${code}, signal ${signal})`);
+      if (!stopping) process.stderr.write(`llmd up: ${name} ${exits.get(child)}\n`);
+    });
+    return child;
+  };
+
+  const stop = async () => {
+    stopping = true;
+    const alive = children.filter((c) => !exits.has(c));
+    for (const c of alive) c.kill("SIGTERM");
+    await Promise.all(
+      alive.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (exits.has(c)) return resolve();
+            const t = setTimeout(() => c.kill("SIGKILL"), 5000);
+            c.once("exit", () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
+  };
+
+  try {
+    const servers = ports.map((port, i) => {
+      const args = [
+        "serve",
+        "--engine",
+        o.engine,
+        "--host",
+        o.host,
+        "--port",
+        String(port),
+        "--model",
+        o.model,
+      ];
+      args.push("--pod-name", names[i]!, ...UP_SERVER_DEFAULTS, ...o.serverArgs);
+      return { name: names[i]!, port, child: launch(names[i]!, args) };
+    });
+    const routerArgs = [
+      "router",
+      "--host",
+      o.host,
+      "--port",
+      String(o.port),
+      "--discovery-file",
+      discovery,
+      ...o.routerArgs,
+    ];
+    if (o.eppConfig) routerArgs.push("--epp-config", o.eppConfig);
+    const router = launch("router", routerArgs);
+    const deadOf = (c: ChildProcess, name: string) => () => (exits.has(c) ? `${name} ${exits.get(c)}` : null);
+    for (const s of servers) {
+      await waitFor(
+        async () => (await fetch(`http://${o.host}:${s.port}/health`)).ok,
+        o.readyTimeoutMs,
+        s.name,
+        deadOf(s.child, s.name),
+      );
+    }
+    const url = `http://${o.host}:${o.port}`;
+    await waitFor(
+      async () => {
+        const r = (await (await fetch(`${url}/llmd/endpoints`)).json()) as {
+          endpoints: { ready: boolean }[];
+        };
+        return r.endpoints.filter((e) => e.ready).length === o.replicas;
+      },
+      o.readyTimeoutMs,
+      "router",
+      deadOf(router, "router"),
+    );
+    out(
+      `llmd up: router ready at ${url} with ${o.replicas} ${o.engine} servers (${ports.map((p) => `${o.host}:${p}`).join(", ")})`,
+    );
+    out(`  model:     ${o.model}`);
+    out(`  endpoints: ${url}/llmd/endpoints   metrics: ${url}/metrics`);
+    out(`  try:       curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\`);
+    out(`               -d '{"model":"${o.model}","messages":[{"role":"user","content":"Hello!"}]}'`);
+    out(`  bench:     llmd bench --url ${url}`);
+    out("Press Ctrl-C to stop.");
+    return { url, servers, router, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** Adds `llmd up` to the CLI. */
+export function registerUp(program: Command): void {
+  program
+    .command("up")
+    .description("start a local stack: the router (EPP built in) and a pool of model servers on 127.0.0.1")
+    .option("--port <port>", "router port", String(ROUTER_PORT))
+    .option("--host <host>", "listen address of every process", "127.0.0.1")
+    .option("--replicas <n>", "number of model servers", "4")
+    .option("--engine <engine>", "model server engine: sim", "sim")
+    .option("--epp-config <file>", "EndpointPickerConfig YAML (default: the built-in default config)")
+    .option("--model <name>", "model name the servers serve", "llmd/sim-8b")
+    .option("--first-server-port <port>", "first port tried for model servers", String(UP_FIRST_SERVER_PORT))
+    .option("--server-arg <arg>", "extra argument for every `llmd serve` (repeatable)", collect, [])
+    .option("--router-arg <arg>", "extra argument for `llmd router` (repeatable)", collect, [])
+    .option("--ready-timeout <ms>", "how long to wait for the stack to become ready, ms", "60000")
+    .option("--verbose", "show the children's info logs", false)
+    .action(async (a) => {
+      const opts: UpOptions = {
+        host: a.host,
+        port: Number(a.port),
+        replicas: Number(a.replicas),
+        engine: a.engine,
+        eppConfig: a.eppConfig,
+        model: a.model,
+        firstServerPort: Number(a.firstServerPort),
+        serverArgs: a.serverArg,
+        routerArgs: a.routerArg,
+        readyTimeoutMs: Number(a.readyTimeout),
+        verbose: a.verbose,
+      };
+      if (!Number.isInteger(opts.replicas) || opts.replicas < 1)
+        throw new Error("--replicas must be a positive integer");
+      const stack = await runUp(opts);
+      let done = false;
+      const shutdown = async (sig: string) => {
+        if (done) return;
+        done = true;
+        process.stderr.write(`llmd up: ${sig}, stopping ${stack.servers.length + 1} processes\n`);
+        await stack.stop();
+        process.exit(0);
+      };
+      process.on("SIGINT", () => void shutdown("SIGINT"));
+      process.on("SIGTERM", () => void shutdown("SIGTERM"));
+      stack.router.on("exit", () => {
+        if (!done) {
+          process.stderr.write("llmd up: the router exited; stopping the stack\n");
+          done = true;
+          void stack.stop().then(() => process.exit(1));
+        }
+      });
+    });
+}
