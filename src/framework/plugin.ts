@@ -170,6 +170,11 @@ export interface LoadedConfig {
 export interface RegisterOptions {
   /** registered under a deprecated type name; the loader warns and names the replacement */
   deprecatedReplacement?: string;
+  /**
+   * Names of other plugins this plugin's raw `parameters` refer to (llm-d's `pluginRef`-tagged
+   * fields). The loader instantiates them first and fails when one is not defined.
+   */
+  pluginRefs?: (params: unknown) => string[];
 }
 
 /** Registry of plugin factories by type name (llm-d `fwkplugin.Register`). */

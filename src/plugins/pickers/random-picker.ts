@@ -1,0 +1,48 @@
+/**
+ * `random-picker` — picks endpoints uniformly at random, ignoring scores.
+ *
+ * Shuffles the candidates and returns the first `maxNumOfEndpoints`.
+ *
+ * Parameters:
+ * - `maxNumOfEndpoints` (integer ≥ 1, default 1).
+ *
+ * Source: reference/epp.md §3.4 (llm-d-router `framework/plugins/scheduling/picker/random`).
+ */
+import { z } from "zod";
+import { decodeParams } from "../../framework/config/params.js";
+import type { Picker, PluginFactory } from "../../framework/plugin.js";
+import type { Endpoint, InferenceRequest, ProfileRunResult, ScoredEndpoint } from "../../framework/types.js";
+
+export const RANDOM_PICKER_TYPE = "random-picker";
+
+/** Uniform random number in [0,1). */
+export type Rng = () => number;
+
+const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) }).strict();
+
+/** Uniform random choice of `maxNumOfEndpoints` distinct endpoints. */
+export class RandomPicker implements Picker {
+  readonly type = RANDOM_PICKER_TYPE;
+  constructor(
+    readonly name: string = RANDOM_PICKER_TYPE,
+    readonly maxNumOfEndpoints = 1,
+    private readonly rng: Rng = Math.random,
+  ) {}
+  /** Shuffles `scored` in place. */
+  pick(_request: InferenceRequest, scored: ScoredEndpoint[]): ProfileRunResult {
+    for (let i = scored.length - 1; i > 0; i--) {
+      const j = Math.floor(this.rng() * (i + 1));
+      const t = scored[i]!;
+      scored[i] = scored[j]!;
+      scored[j] = t;
+    }
+    const n = Math.min(this.maxNumOfEndpoints, scored.length);
+    const targets: Endpoint[] = new Array(n);
+    for (let i = 0; i < n; i++) targets[i] = scored[i]!.endpoint;
+    return { targetEndpoints: targets, scoredCandidates: scored };
+  }
+}
+
+/** Factory. @throws ParamsError when `maxNumOfEndpoints` is not an integer ≥ 1 or a field is unknown. */
+export const randomPickerFactory: PluginFactory = (name, params) =>
+  new RandomPicker(name, decodeParams(schema, params).maxNumOfEndpoints);
