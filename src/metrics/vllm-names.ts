@@ -27,3 +27,4 @@ export const VLLM_REQUEST_PROMPT_TOKENS = "vllm:request_prompt_tokens";
 export const VLLM_REQUEST_GENERATION_TOKENS = "vllm:request_generation_tokens";
 export const VLLM_REQUEST_PARAMS_MAX_TOKENS = "vllm:request_params_max_tokens";
 export const VLLM_ITERATION_TOKENS_TOTAL = "vllm:iteration_tokens_total";
+export const VLLM_REQUEST_PARAMS_N = "vllm:request_params_n";

@@ -1,0 +1,217 @@
+/**
+ * `llmd serve` — the vLLM-compatible model server (DESIGN.md "Processes", "Two engines").
+ *
+ * `--engine sim` (default) runs the simulated accelerator; `--engine llama` is not available
+ * yet (exit 2). Flags follow vLLM / llm-d-inference-sim names (reference/engine.md §6.2);
+ * latency flags take Go durations (`250us`, `12ms`, `1s`) or plain numbers as ms.
+ * Defaults: model `llmd/sim-8b`, max-model-len 8192, max-num-seqs 16, max-num-batched-tokens
+ * 2048, block-size 16, kv-cache-size 1024 blocks, the "8B on H100" latency profile
+ * (prefill 30 ms + 250 µs/token, ITL 12 ms), time-scale 1.
+ */
+import { type Command, InvalidArgumentError } from "commander";
+import { MODEL_SERVER_PORT } from "../framework/ports.js";
+import { logger } from "../log.js";
+import { parseDurationMs } from "../modelserver/duration.js";
+import { SIM_DEFAULTS, type SimEngineOptions } from "../modelserver/engines/sim/engine.js";
+import { type ModelServerOptions, startModelServer } from "../modelserver/server.js";
+
+const int =
+  (min: number) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
+    return n;
+  };
+const num =
+  (min: number, strict = false) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || (strict && n === min)) {
+      throw new InvalidArgumentError(`expected a number ${strict ? ">" : "≥"} ${min}`);
+    }
+    return n;
+  };
+const dur = (v: string): number => {
+  try {
+    return parseDurationMs(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+
+/** Flags of `llmd serve` as commander returns them (after the parsers above). */
+export interface ServeFlags {
+  engine: string;
+  port: number;
+  host: string;
+  model: string;
+  servedModelName?: string[];
+  maxModelLen: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  blockSize: number;
+  kvCacheSize?: number;
+  numGpuBlocks?: number;
+  mode: string;
+  seed: number;
+  latencyCalculator: string;
+  timeToFirstToken: number;
+  prefillOverhead: number;
+  prefillTimePerToken: number;
+  interTokenLatency: number;
+  decodeBatchFactor: number;
+  stepOverhead: number;
+  timeScale: number;
+  maxWaitingQueueLength: number;
+  maxRequestBodySizeMb: number;
+  podName?: string;
+  enablePromptTokensDetails: boolean;
+  maxLoras: number;
+}
+
+/**
+ * Maps parsed flags to server options.
+ * @throws Error on an invalid mode or latency calculator
+ */
+export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
+  if (f.mode !== "echo" && f.mode !== "random") throw new Error(`--mode ${f.mode}: expected echo or random`);
+  if (!["", "constant", "per-token"].includes(f.latencyCalculator)) {
+    throw new Error(`--latency-calculator ${f.latencyCalculator}: expected constant or per-token`);
+  }
+  const sim: Partial<SimEngineOptions> = {
+    model: f.model,
+    maxModelLen: f.maxModelLen,
+    maxNumSeqs: f.maxNumSeqs,
+    maxNumBatchedTokens: f.maxNumBatchedTokens,
+    blockSize: f.blockSize,
+    numGpuBlocks: f.kvCacheSize ?? f.numGpuBlocks ?? SIM_DEFAULTS.numGpuBlocks,
+    maxWaitingQueueLength: f.maxWaitingQueueLength,
+    mode: f.mode,
+    seed: f.seed,
+    latencyCalculator: f.latencyCalculator as SimEngineOptions["latencyCalculator"],
+    timeToFirstTokenMs: f.timeToFirstToken,
+    prefillOverheadMs: f.prefillOverhead,
+    prefillTimePerTokenMs: f.prefillTimePerToken,
+    interTokenLatencyMs: f.interTokenLatency,
+    decodeBatchFactor: f.decodeBatchFactor,
+    stepOverheadMs: f.stepOverhead,
+    timeScale: f.timeScale,
+  };
+  return {
+    sim,
+    host: f.host,
+    port: f.port,
+    servedModelNames: f.servedModelName && f.servedModelName.length > 0 ? f.servedModelName : [f.model],
+    maxRequestBodySizeMb: f.maxRequestBodySizeMb,
+    podName: f.podName,
+    enablePromptTokensDetails: f.enablePromptTokensDetails,
+    maxLoras: f.maxLoras,
+  };
+}
+
+/** Adds `llmd serve` to the CLI. */
+export function registerServe(program: Command): void {
+  const d = SIM_DEFAULTS;
+  const cmd = program
+    .command("serve")
+    .description("run a vLLM-compatible model server (--engine sim: simulated accelerator)")
+    .option("--engine <engine>", "engine: sim (llama: not available yet)", "sim")
+    .option("--port <port>", "listen port (0 = any free port)", int(0), MODEL_SERVER_PORT)
+    .option("--host <host>", "listen address", "127.0.0.1")
+    .option("--model <name>", "model name", d.model)
+    .option("--served-model-name <names...>", "names accepted in `model` (default: --model)")
+    .option("--max-model-len <tokens>", "max prompt + output tokens", int(2), d.maxModelLen)
+    .option("--max-num-seqs <n>", "max running requests", int(1), d.maxNumSeqs)
+    .option(
+      "--max-num-batched-tokens <tokens>",
+      "token budget per engine step",
+      int(1),
+      d.maxNumBatchedTokens,
+    )
+    .option("--block-size <tokens>", "tokens per KV block", int(1), d.blockSize)
+    .option("--kv-cache-size <blocks>", `KV blocks (default ${d.numGpuBlocks})`, int(1))
+    .option("--num-gpu-blocks <blocks>", "alias of --kv-cache-size", int(1))
+    .option("--mode <mode>", "output text: random | echo", d.mode)
+    .option("--seed <n>", "random-mode seed", int(0), d.seed)
+    .option(
+      "--latency-calculator <name>",
+      "constant | per-token (default: constant if --time-to-first-token)",
+      "",
+    )
+    .option("--time-to-first-token <dur>", "constant-calculator TTFT", dur, d.timeToFirstTokenMs)
+    .option(
+      "--prefill-overhead <dur>",
+      "per-token calculator: overhead of a step with prefill",
+      dur,
+      d.prefillOverheadMs,
+    )
+    .option(
+      "--prefill-time-per-token <dur>",
+      "per-token calculator: time per prefill token",
+      dur,
+      d.prefillTimePerTokenMs,
+    )
+    .option("--inter-token-latency <dur>", "decode step time for one sequence", dur, d.interTokenLatencyMs)
+    .option(
+      "--decode-batch-factor <f>",
+      "extra fraction of ITL per additional decoding sequence",
+      num(0),
+      d.decodeBatchFactor,
+    )
+    .option("--step-overhead <dur>", "fixed cost of every engine step", dur, d.stepOverheadMs)
+    .option("--time-scale <f>", "speed-up: every duration is divided by it", num(0, true), d.timeScale)
+    .option("--max-waiting-queue-length <n>", "waiting requests before 429", int(0), d.maxWaitingQueueLength)
+    .option("--max-request-body-size-mb <mb>", "request body limit, MiB", num(0, true), 4)
+    .option("--pod-name <name>", "x-inference-pod header (default: host:port)")
+    .option(
+      "--enable-prompt-tokens-details",
+      "report usage.prompt_tokens_details.cached_tokens (default)",
+      true,
+    )
+    .option("--no-enable-prompt-tokens-details", "omit usage.prompt_tokens_details")
+    .option("--max-loras <n>", "max_lora label of vllm:lora_requests_info", int(0), 1);
+  cmd.action(async (f: ServeFlags) => {
+    if (f.engine === "llama") {
+      cmd.error("llmd serve: --engine llama is not available yet in this build; use --engine sim", {
+        exitCode: 2,
+      });
+    }
+    if (f.engine !== "sim") cmd.error(`llmd serve: unknown engine "${f.engine}" (use sim)`, { exitCode: 2 });
+    let opts: ModelServerOptions | undefined;
+    try {
+      opts = serveOptionsFromFlags(f);
+    } catch (e) {
+      cmd.error(`llmd serve: ${(e as Error).message}`, { exitCode: 2 });
+    }
+    if (!opts) return;
+    const log = logger.child({ component: "serve" });
+    const server = await startModelServer(opts);
+    const info = server.engine.info;
+    log.info(
+      {
+        url: server.url,
+        engine: info.kind,
+        model: info.model,
+        maxModelLen: info.maxModelLen,
+        blockSize: info.blockSize,
+        numGpuBlocks: info.numGpuBlocks,
+      },
+      `llmd serve: listening on ${server.url} (engine ${info.kind}, model ${info.model})`,
+    );
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, "llmd serve: shutting down");
+      server.close().then(
+        () => process.exit(0),
+        (e: Error) => {
+          log.error({ err: e.message }, "llmd serve: error while closing");
+          process.exit(1);
+        },
+      );
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}

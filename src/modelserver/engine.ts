@@ -1,0 +1,152 @@
+/**
+ * The one engine interface behind the model server's HTTP surface (DESIGN.md "Two engines").
+ * `sim` implements it now; a llama.cpp engine implements the same later, and the same
+ * contract suite (`contract.ts`) runs against both.
+ *
+ * The HTTP layer owns parsing, validation, chat templating (through the engine's
+ * {@link Tokenizer}), detokenization, stop strings and the wire format. The engine gets
+ * token ids, sampling parameters and an AbortSignal, and yields generated token ids and one
+ * final {@link EngineFinish} with usage.
+ */
+import type { KvTransferParams } from "../api/openai.js";
+import type { Tokenizer } from "./tokenizer.js";
+
+/** Why a generation ended (vLLM finish reasons, reference/engine.md §1.3). */
+export type FinishReason = "stop" | "length" | "abort";
+
+/** Sampling parameters the engine honours. Token counts are tokens. */
+export interface SamplingParams {
+  /** effective output limit (already capped to max_model_len − prompt), ≥ 1 */
+  maxTokens: number;
+  /** minimum output tokens before an EOS may end the request */
+  minTokens: number;
+  /** keep generating past EOS up to `maxTokens` */
+  ignoreEos: boolean;
+  /** request seed (`seed` field), if any */
+  seed?: number;
+  /** temperature (0..2), informational for the sim */
+  temperature?: number;
+}
+
+/** One generation request as the engine sees it. */
+export interface EngineRequest {
+  /** request id (x-request-id or generated) */
+  requestId: string;
+  /** prompt token ids (non-empty) */
+  promptTokens: number[];
+  params: SamplingParams;
+  /** `cache_salt`: mixed into the first block hash (reference/engine.md §1.2, §4.1) */
+  cacheSalt?: string;
+  /** P/D parameters from the request body (reference/engine.md §5.2); engines may ignore them */
+  kvTransferParams?: KvTransferParams | null;
+  /**
+   * Token ids an echoing engine returns (sim `--mode echo`: the prompt of a completion or the
+   * last user message of a chat). Real engines ignore it. Defaults to `promptTokens`.
+   */
+  echoTokens?: number[];
+  /** aborting it stops the request and frees its KV blocks */
+  signal?: AbortSignal;
+  /** wall-clock ms (performance.now()) when the server received the request */
+  arrivalMs?: number;
+}
+
+/** Token usage of a finished request (tokens). */
+export interface EngineUsage {
+  promptTokens: number;
+  /** prompt tokens served from the prefix cache on first admission */
+  cachedTokens: number;
+  completionTokens: number;
+}
+
+/**
+ * Per-request phase times, wall-clock seconds (as a client sees them; time-scaled engines
+ * report shrunk times). Used for `vllm:request_{queue,prefill,decode,inference}_time_seconds`.
+ */
+export interface EngineTimings {
+  /** arrival → first scheduled (WAITING phase) */
+  queueS: number;
+  /** first scheduled → first token */
+  prefillS: number;
+  /** first token → last token */
+  decodeS: number;
+  /** first scheduled → last token (RUNNING phase) */
+  inferenceS: number;
+}
+
+/** The last output of a request. */
+export interface EngineFinish {
+  reason: FinishReason;
+  usage: EngineUsage;
+  timings: EngineTimings;
+  /** P/D response parameters (top-level `kv_transfer_params` of the response), if any */
+  kvTransferParams?: KvTransferParams | null;
+}
+
+/** What {@link Engine.generate} yields: new token ids, and `finish` on the last output. */
+export interface EngineOutput {
+  /** token ids generated since the previous output (may be empty on the final output) */
+  tokens: number[];
+  finish?: EngineFinish;
+}
+
+/**
+ * A point-in-time view of engine state; `/metrics` gauges and counters read it at scrape
+ * time. Counters are cumulative since start.
+ */
+export interface EngineStats {
+  /** requests in the running batch */
+  running: number;
+  /** requests waiting (preempted ones included) */
+  waiting: number;
+  /** 1 − free/total blocks, fraction 0..1 (cached-unreferenced blocks count as free) */
+  kvCacheUsage: number;
+  /** prompt tokens looked up in the prefix cache */
+  prefixCacheQueries: number;
+  /** prompt tokens found in the prefix cache */
+  prefixCacheHits: number;
+  /** prompt tokens of scheduled requests */
+  promptTokens: number;
+  /** generated tokens */
+  generationTokens: number;
+  /** preemptions */
+  preemptions: number;
+}
+
+/** Static facts about the engine (`/v1/models`, `cache_config_info`). */
+export interface EngineInfo {
+  /** model name (`--model`) */
+  model: string;
+  /** max prompt + output tokens */
+  maxModelLen: number;
+  /** tokens per KV block */
+  blockSize: number;
+  /** KV blocks on the (simulated) accelerator */
+  numGpuBlocks: number;
+  /** engine kind, e.g. `sim` */
+  kind: string;
+}
+
+/** Receives engine events the metrics histograms need. */
+export interface EngineObserver {
+  /** one engine step scheduled `tokens` tokens (prefill + decode) */
+  onIteration?(tokens: number): void;
+}
+
+/** An inference engine. */
+export interface Engine {
+  readonly info: EngineInfo;
+  readonly tokenizer: Tokenizer;
+  /**
+   * Starts a request. Throws {@link import("../api/errors.js").ApiError} synchronously when it
+   * cannot be accepted (429 waiting queue full, 400 too long). The iterator ends after the
+   * output carrying `finish`; abort through `req.signal` (the final output then has
+   * reason `abort`).
+   */
+  generate(req: EngineRequest): AsyncIterable<EngineOutput>;
+  /** current state for metrics */
+  stats(): EngineStats;
+  /** registers an observer (one; a later call replaces it) */
+  setObserver(o: EngineObserver | null): void;
+  /** stops the loop and aborts all requests */
+  close(): Promise<void>;
+}

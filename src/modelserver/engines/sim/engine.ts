@@ -1,0 +1,601 @@
+/**
+ * The sim engine: an iteration-level model of vLLM's continuous batching on a simulated
+ * accelerator (DESIGN.md "Two engines"; flags after llm-d-inference-sim, reference/engine.md
+ * §6.2–6.4).
+ *
+ * **Scheduler** (vLLM v1 style, one unified rule): every request has `tokens` (prompt +
+ * output so far) and `computed` (tokens whose KV exists). A step schedules
+ * `min(tokens − computed, budget)` tokens per request: that is a prefill chunk while the
+ * prompt is being computed (chunked prefill) and exactly one token in decode. Running
+ * requests are served first, in admission order; then, if nothing was preempted in this step,
+ * waiting requests are admitted FCFS while fewer than `maxNumSeqs` run and the budget
+ * (`maxNumBatchedTokens`) lasts. When a request's computed count reaches its token count, the
+ * step samples one new token for it.
+ *
+ * **KV cache**: see `kv-cache.ts`. On admission the longest cached prefix of full blocks is
+ * reused (never the whole prompt: at least the last token is computed, as in vLLM); a request
+ * that cannot get blocks stays at the head of the queue. When a running request cannot get a
+ * block, the most recently admitted running request is preempted (blocks freed, `computed`
+ * reset, requeued at the front; `vllm:num_preemptions_total`). A request whose prompt +
+ * max_tokens needs more blocks than the whole cache is refused with 400 up front.
+ *
+ * **Step time** (ms of simulated time):
+ * `stepOverhead + prefillCost + (decodeSeqs > 0 ? ITL × (1 + decodeBatchFactor × (decodeSeqs − 1)) : 0)`
+ * where with the `per-token` latency calculator
+ * `prefillCost = prefillTokens > 0 ? prefillOverhead + prefillTokens × prefillTimePerToken : 0`
+ * (prefill overhead once per step that has prefill work) and with the `constant` calculator
+ * each prefill chunk of n tokens costs `timeToFirstToken × n / (tokens to compute at
+ * admission)`, so a request's prefill sums to `timeToFirstToken`. Calculator `""` (default)
+ * picks `constant` when `timeToFirstToken > 0`, else `per-token` (the sim's legacy rule).
+ * A decode step that also carries a long prefill takes longer: that stall is the effect P/D
+ * removes. Wall-clock time per step is `stepMs / timeScale`; with 0 ms the loop still yields
+ * through `setImmediate`, and it stops when idle (no timers, no spinning).
+ */
+import { performance } from "node:perf_hooks";
+import { ApiError } from "../../../api/errors.js";
+import type {
+  Engine,
+  EngineFinish,
+  EngineInfo,
+  EngineObserver,
+  EngineOutput,
+  EngineRequest,
+  EngineStats,
+  FinishReason,
+} from "../../engine.js";
+import { SimTokenizer } from "../../tokenizer.js";
+import { blockHashes, firstBlockExtra, type KvBlock, KvCache } from "./kv-cache.js";
+import { echoPlan, randomPlan, type TextPlan, WordTokens } from "./text.js";
+
+/** Options of the sim engine. Durations are ms of simulated time. */
+export interface SimEngineOptions {
+  /** model name (also mixed into the first block hash) */
+  model: string;
+  /** max prompt + output tokens (default 8192) */
+  maxModelLen: number;
+  /** max running requests (default 16) */
+  maxNumSeqs: number;
+  /** token budget per step (default 2048) */
+  maxNumBatchedTokens: number;
+  /** tokens per KV block (default 16) */
+  blockSize: number;
+  /** KV blocks (default 1024) */
+  numGpuBlocks: number;
+  /** waiting requests beyond which a new request gets 429 (default 1000) */
+  maxWaitingQueueLength: number;
+  /** output text mode (default random) */
+  mode: "echo" | "random";
+  /** server seed for random mode (default 0) */
+  seed: number;
+  /** `""` (legacy rule), `constant` or `per-token` */
+  latencyCalculator: "" | "constant" | "per-token";
+  /** constant TTFT, ms (default 0 = unset) */
+  timeToFirstTokenMs: number;
+  /** per-token prefill: overhead per step with prefill work, ms (default 30) */
+  prefillOverheadMs: number;
+  /** per-token prefill: ms per prefill token (default 0.25) */
+  prefillTimePerTokenMs: number;
+  /** decode step time for one sequence, ms (default 12) */
+  interTokenLatencyMs: number;
+  /** extra fraction of ITL per additional decoding sequence in a step (default 0.02) */
+  decodeBatchFactor: number;
+  /** fixed cost of every step, ms (default 0) */
+  stepOverheadMs: number;
+  /** speed-up factor: every duration is divided by it (default 1) */
+  timeScale: number;
+  /** keep the last N step and request records for tests (default 0) */
+  historySize: number;
+}
+
+/** Defaults: the "8B on H100" profile of llm-d-inference-sim (reference/engine.md §6.4). */
+export const SIM_DEFAULTS: SimEngineOptions = {
+  model: "llmd/sim-8b",
+  maxModelLen: 8192,
+  maxNumSeqs: 16,
+  maxNumBatchedTokens: 2048,
+  blockSize: 16,
+  numGpuBlocks: 1024,
+  maxWaitingQueueLength: 1000,
+  mode: "random",
+  seed: 0,
+  latencyCalculator: "",
+  timeToFirstTokenMs: 0,
+  prefillOverheadMs: 30,
+  prefillTimePerTokenMs: 0.25,
+  interTokenLatencyMs: 12,
+  decodeBatchFactor: 0.02,
+  stepOverheadMs: 0,
+  timeScale: 1,
+  historySize: 0,
+};
+
+/** One engine step, in simulated time (history for tests and benches). */
+export interface StepRecord {
+  /** simulated ms at step start */
+  startMs: number;
+  /** simulated step duration, ms */
+  durationMs: number;
+  /** prefill tokens in the step */
+  prefillTokens: number;
+  /** sequences that decoded one token in the step */
+  decodeSeqs: number;
+  /** sequences scheduled (prefill + decode) */
+  seqs: number;
+}
+
+/** One finished request, in simulated time. */
+export interface RequestRecord {
+  requestId: string;
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+  reason: FinishReason;
+  /** arrival → first token, simulated ms (NaN when no token) */
+  ttftMs: number;
+  /** simulated ms between consecutive output tokens */
+  itlMs: number[];
+  /** prefill tokens computed for it (prompt − cached, plus recomputation after preemption) */
+  prefillTokens: number;
+  preemptions: number;
+}
+
+const WAITING = 0;
+const RUNNING = 1;
+const DONE = 2;
+
+/** Push-based async iterator of engine outputs (coalesces tokens when the reader lags). */
+class OutputChannel implements AsyncIterable<EngineOutput> {
+  private readonly buf: EngineOutput[] = [];
+  private waiter: ((r: IteratorResult<EngineOutput>) => void) | null = null;
+  private ended = false;
+
+  push(o: EngineOutput): void {
+    if (this.ended) return;
+    if (o.finish) this.ended = true;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      w({ value: o, done: false });
+      return;
+    }
+    const last = this.buf[this.buf.length - 1];
+    if (last && !last.finish) {
+      for (const t of o.tokens) last.tokens.push(t);
+      if (o.finish) last.finish = o.finish;
+    } else this.buf.push(o);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<EngineOutput> {
+    return {
+      next: () => {
+        const v = this.buf.shift();
+        if (v) return Promise.resolve({ value: v, done: false });
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((r) => {
+          this.waiter = r;
+        });
+      },
+      return: () => {
+        this.ended = true;
+        this.buf.length = 0;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
+
+class Seq {
+  state = WAITING;
+  readonly tokens: number[];
+  computed = 0;
+  blocks: KvBlock[] = [];
+  readonly hashes: bigint[] = [];
+  committed = 0;
+  outputs = 0;
+  cachedTokens = -1;
+  prefillTarget = 1;
+  everScheduled = false;
+  preemptions = 0;
+  prefillTokens = 0;
+  scheduledWall = 0;
+  firstTokenWall = 0;
+  lastTokenWall = 0;
+  readonly arrivalSim: number;
+  firstTokenSim = Number.NaN;
+  lastTokenSim = 0;
+  readonly itlSim: number[] | null;
+  onAbort: (() => void) | null = null;
+
+  constructor(
+    readonly req: EngineRequest,
+    readonly plan: TextPlan,
+    readonly firstExtra: string,
+    readonly arrivalWall: number,
+    arrivalSim: number,
+    readonly channel: OutputChannel,
+    recordItl: boolean,
+  ) {
+    this.tokens = req.promptTokens.slice();
+    this.arrivalSim = arrivalSim;
+    this.itlSim = recordItl ? [] : null;
+  }
+}
+
+/** The simulated-accelerator engine. */
+export class SimEngine implements Engine {
+  readonly info: EngineInfo;
+  readonly tokenizer: SimTokenizer;
+  readonly opts: SimEngineOptions;
+  /** the block pool (exported for tests and metrics) */
+  readonly kv: KvCache;
+  /** last `historySize` steps */
+  readonly steps: StepRecord[] = [];
+  /** last `historySize` finished requests */
+  readonly finished: RequestRecord[] = [];
+  /** current simulated time, ms */
+  simNowMs = 0;
+
+  private readonly words: WordTokens;
+  private readonly running: Seq[] = [];
+  private readonly waiting: Seq[] = [];
+  private readonly calc: "constant" | "per-token";
+  private observer: EngineObserver | null = null;
+  private loopActive = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | null = null;
+  private wallDeadline = 0;
+  private readonly counters = {
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    preemptions: 0,
+  };
+
+  /**
+   * @throws RangeError on invalid sizes (non-positive counts, time scale ≤ 0)
+   */
+  constructor(opts: Partial<SimEngineOptions> = {}) {
+    const o: SimEngineOptions = { ...SIM_DEFAULTS };
+    for (const [k, v] of Object.entries(opts))
+      if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
+    for (const k of [
+      "maxModelLen",
+      "maxNumSeqs",
+      "maxNumBatchedTokens",
+      "blockSize",
+      "numGpuBlocks",
+    ] as const) {
+      if (!Number.isInteger(o[k]) || o[k] < 1) throw new RangeError(`${k} must be a positive integer`);
+    }
+    if (!(o.timeScale > 0)) throw new RangeError("timeScale must be > 0");
+    if (!Number.isInteger(o.maxWaitingQueueLength) || o.maxWaitingQueueLength < 0) {
+      throw new RangeError("maxWaitingQueueLength must be an integer ≥ 0");
+    }
+    this.opts = o;
+    this.calc =
+      o.latencyCalculator === ""
+        ? o.timeToFirstTokenMs > 0
+          ? "constant"
+          : "per-token"
+        : o.latencyCalculator;
+    this.kv = new KvCache(o.numGpuBlocks, o.blockSize);
+    this.tokenizer = new SimTokenizer();
+    this.words = new WordTokens(this.tokenizer);
+    this.info = {
+      model: o.model,
+      maxModelLen: o.maxModelLen,
+      blockSize: o.blockSize,
+      numGpuBlocks: o.numGpuBlocks,
+      kind: "sim",
+    };
+  }
+
+  setObserver(o: EngineObserver | null): void {
+    this.observer = o;
+  }
+
+  stats(): EngineStats {
+    return {
+      running: this.running.length,
+      waiting: this.waiting.length,
+      kvCacheUsage: this.kv.usage(),
+      ...this.counters,
+    };
+  }
+
+  generate(req: EngineRequest): AsyncIterable<EngineOutput> {
+    if (this.closed) throw new ApiError(503, "The engine is shutting down");
+    const o = this.opts;
+    const n = req.promptTokens.length;
+    if (n === 0) throw new ApiError(400, "The prompt must contain at least one token", { param: "prompt" });
+    const maxTokens = req.params.maxTokens;
+    if (n + maxTokens > o.maxModelLen) {
+      throw new ApiError(
+        400,
+        `This model's maximum context length is ${o.maxModelLen} tokens. However, you requested ${n + maxTokens} tokens (${n} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+      );
+    }
+    const blocksNeeded = Math.ceil((n + maxTokens) / o.blockSize);
+    if (blocksNeeded > o.numGpuBlocks) {
+      throw new ApiError(
+        400,
+        `The request needs ${blocksNeeded} KV-cache blocks (${n + maxTokens} tokens) but the cache has only ${o.numGpuBlocks}`,
+      );
+    }
+    if (this.waiting.length >= o.maxWaitingQueueLength) {
+      throw new ApiError(429, "Failed to enqueue request, waiting requests queue is full");
+    }
+    const signal = req.signal;
+    if (signal?.aborted) throw new ApiError(499, "Request aborted by the client");
+    const plan =
+      o.mode === "echo"
+        ? echoPlan(req.echoTokens ?? req.promptTokens, req.params)
+        : randomPlan(this.words, o.seed, req.promptTokens, req.params);
+    const channel = new OutputChannel();
+    const seq = new Seq(
+      req,
+      plan,
+      firstBlockExtra(o.model, req.cacheSalt),
+      req.arrivalMs ?? performance.now(),
+      this.simNowMs,
+      channel,
+      o.historySize > 0,
+    );
+    if (signal) {
+      seq.onAbort = () => this.finish(seq, "abort");
+      signal.addEventListener("abort", seq.onAbort, { once: true });
+    }
+    this.waiting.push(seq);
+    this.wake();
+    return channel;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const s of [...this.running, ...this.waiting]) this.finish(s, "abort");
+  }
+
+  private wake(): void {
+    if (this.loopActive || this.closed) return;
+    this.loopActive = true;
+    setImmediate(() => this.step());
+  }
+
+  /** One engine step: schedule, wait the step's (scaled) time, then apply. */
+  private step(): void {
+    this.timer = null;
+    if (this.closed) {
+      this.loopActive = false;
+      return;
+    }
+    const batch = this.schedule();
+    if (batch.length === 0) {
+      if (this.running.length === 0 && this.waiting.length === 0) {
+        this.loopActive = false;
+        return;
+      }
+      setImmediate(() => this.step());
+      return;
+    }
+    const o = this.opts;
+    let prefillTokens = 0;
+    let decodeSeqs = 0;
+    let constPrefill = 0;
+    let total = 0;
+    for (const [seq, n, decode] of batch) {
+      total += n;
+      if (decode) decodeSeqs++;
+      else {
+        prefillTokens += n;
+        constPrefill += (o.timeToFirstTokenMs * n) / seq.prefillTarget;
+      }
+    }
+    let stepMs = o.stepOverheadMs;
+    if (prefillTokens > 0) {
+      stepMs +=
+        this.calc === "constant"
+          ? constPrefill
+          : o.prefillOverheadMs + prefillTokens * o.prefillTimePerTokenMs;
+    }
+    if (decodeSeqs > 0) stepMs += o.interTokenLatencyMs * (1 + o.decodeBatchFactor * (decodeSeqs - 1));
+    const startMs = this.simNowMs;
+    if (o.historySize > 0) {
+      this.steps.push({ startMs, durationMs: stepMs, prefillTokens, decodeSeqs, seqs: batch.length });
+      if (this.steps.length > o.historySize) this.steps.shift();
+    }
+    this.observer?.onIteration?.(total);
+    const apply = () => {
+      this.timer = null;
+      if (this.closed) {
+        this.loopActive = false;
+        return;
+      }
+      this.simNowMs = startMs + stepMs;
+      this.apply(batch);
+      this.step();
+    };
+    const scaled = stepMs / o.timeScale;
+    const now = performance.now();
+    if (this.wallDeadline < now - 50) this.wallDeadline = now;
+    this.wallDeadline += scaled;
+    const delay = this.wallDeadline - now;
+    if (delay >= 1) this.timer = setTimeout(apply, delay);
+    else setImmediate(apply);
+  }
+
+  /** Picks this step's work: [seq, tokens, isDecode][]. */
+  private schedule(): [Seq, number, boolean][] {
+    const o = this.opts;
+    const bs = o.blockSize;
+    const kv = this.kv;
+    let budget = o.maxNumBatchedTokens;
+    const out: [Seq, number, boolean][] = [];
+    let preempted = false;
+    let i = 0;
+    while (i < this.running.length && budget > 0) {
+      const seq = this.running[i]!;
+      const need = seq.tokens.length - seq.computed;
+      const n = Math.min(need, budget);
+      if (n <= 0) {
+        i++;
+        continue;
+      }
+      const newBlocks = Math.ceil((seq.computed + n) / bs) - seq.blocks.length;
+      let ok = true;
+      if (newBlocks > 0) {
+        for (;;) {
+          const got = kv.allocate(newBlocks);
+          if (got) {
+            for (const b of got) seq.blocks.push(b);
+            break;
+          }
+          const victim = this.running[this.running.length - 1]!;
+          this.preempt(victim);
+          preempted = true;
+          if (victim === seq) {
+            ok = false;
+            break;
+          }
+        }
+      }
+      if (!ok) break;
+      const decode = seq.outputs > 0 && need === 1;
+      out.push([seq, n, decode]);
+      budget -= n;
+      i++;
+    }
+    if (preempted) return out;
+    while (this.waiting.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
+      const seq = this.waiting[0]!;
+      const total = seq.tokens.length;
+      blockHashes(seq.tokens, bs, seq.firstExtra, seq.hashes);
+      const hit = kv.lookup(seq.hashes, Math.floor((total - 1) / bs));
+      const hitTokens = hit.length * bs;
+      const n = Math.min(total - hitTokens, budget);
+      const newBlocks = Math.ceil((hitTokens + n) / bs) - hit.length;
+      let hitFree = 0;
+      for (const b of hit) if (b.ref === 0) hitFree++;
+      if (newBlocks > kv.numFree - hitFree) break;
+      kv.acquire(hit);
+      const got = kv.allocate(newBlocks)!;
+      this.waiting.shift();
+      seq.blocks = hit.concat(got);
+      seq.computed = hitTokens;
+      seq.committed = hit.length;
+      seq.prefillTarget = Math.max(1, total - hitTokens);
+      seq.state = RUNNING;
+      this.counters.prefixCacheQueries += total;
+      this.counters.prefixCacheHits += hitTokens;
+      if (!seq.everScheduled) {
+        seq.everScheduled = true;
+        seq.cachedTokens = hitTokens;
+        seq.scheduledWall = performance.now();
+        this.counters.promptTokens += seq.req.promptTokens.length;
+      }
+      this.running.push(seq);
+      out.push([seq, n, false]);
+      budget -= n;
+    }
+    return out;
+  }
+
+  private preempt(seq: Seq): void {
+    const idx = this.running.lastIndexOf(seq);
+    if (idx >= 0) this.running.splice(idx, 1);
+    this.kv.free(seq.blocks);
+    seq.blocks = [];
+    seq.computed = 0;
+    seq.committed = 0;
+    seq.state = WAITING;
+    seq.preemptions++;
+    this.counters.preemptions++;
+    this.waiting.unshift(seq);
+  }
+
+  /** Applies a finished step: advance computed counts, register full blocks, sample tokens. */
+  private apply(batch: [Seq, number, boolean][]): void {
+    const bs = this.opts.blockSize;
+    const now = performance.now();
+    for (const [seq, n, decode] of batch) {
+      if (seq.state !== RUNNING) continue;
+      seq.computed += n;
+      if (!decode) seq.prefillTokens += n;
+      const full = Math.floor(seq.computed / bs);
+      if (full > seq.committed) {
+        blockHashes(seq.tokens, bs, seq.firstExtra, seq.hashes);
+        for (let b = seq.committed; b < full; b++) this.kv.commit(seq.blocks[b]!, seq.hashes[b]!);
+        seq.committed = full;
+      }
+      if (seq.computed < seq.tokens.length) continue;
+      if (seq.outputs >= seq.plan.length) {
+        this.finish(seq, seq.plan.reason);
+        continue;
+      }
+      const id = seq.plan.next();
+      seq.tokens.push(id);
+      seq.outputs++;
+      this.counters.generationTokens++;
+      if (seq.outputs === 1) {
+        seq.firstTokenWall = now;
+        seq.firstTokenSim = this.simNowMs;
+      } else seq.itlSim?.push(this.simNowMs - seq.lastTokenSim);
+      seq.lastTokenWall = now;
+      seq.lastTokenSim = this.simNowMs;
+      if (seq.outputs >= seq.plan.length) this.finish(seq, seq.plan.reason, id);
+      else seq.channel.push({ tokens: [id] });
+    }
+  }
+
+  /** Ends a request: frees its blocks and pushes the final output. Idempotent. */
+  private finish(seq: Seq, reason: FinishReason, lastToken?: number): void {
+    if (seq.state === DONE) return;
+    if (seq.state === RUNNING) {
+      const idx = this.running.indexOf(seq);
+      if (idx >= 0) this.running.splice(idx, 1);
+    } else {
+      const idx = this.waiting.indexOf(seq);
+      if (idx >= 0) this.waiting.splice(idx, 1);
+    }
+    if (seq.blocks.length > 0) this.kv.free(seq.blocks);
+    seq.blocks = [];
+    seq.state = DONE;
+    if (seq.onAbort) seq.req.signal?.removeEventListener("abort", seq.onAbort);
+    const now = performance.now();
+    const scheduled = seq.everScheduled ? seq.scheduledWall : now;
+    const firstTok = seq.outputs > 0 ? seq.firstTokenWall : now;
+    const lastTok = seq.outputs > 0 ? seq.lastTokenWall : now;
+    const fin: EngineFinish = {
+      reason,
+      usage: {
+        promptTokens: seq.req.promptTokens.length,
+        cachedTokens: Math.max(0, seq.cachedTokens),
+        completionTokens: seq.outputs,
+      },
+      timings: {
+        queueS: Math.max(0, scheduled - seq.arrivalWall) / 1000,
+        prefillS: Math.max(0, firstTok - scheduled) / 1000,
+        decodeS: Math.max(0, lastTok - firstTok) / 1000,
+        inferenceS: Math.max(0, lastTok - scheduled) / 1000,
+      },
+      kvTransferParams: null,
+    };
+    if (this.opts.historySize > 0) {
+      this.finished.push({
+        requestId: seq.req.requestId,
+        promptTokens: seq.req.promptTokens.length,
+        cachedTokens: Math.max(0, seq.cachedTokens),
+        completionTokens: seq.outputs,
+        reason,
+        ttftMs: seq.firstTokenSim - seq.arrivalSim,
+        itlMs: seq.itlSim ?? [],
+        prefillTokens: seq.prefillTokens,
+        preemptions: seq.preemptions,
+      });
+      if (this.finished.length > this.opts.historySize) this.finished.shift();
+    }
+    seq.channel.push({ tokens: lastToken === undefined ? [] : [lastToken], finish: fin });
+  }
+}
