@@ -175,6 +175,12 @@ export interface RegisterOptions {
    * fields). The loader instantiates them first and fails when one is not defined.
    */
   pluginRefs?: (params: unknown) => string[];
+  /**
+   * Data keys this type produces by default (llm-d `RegisterAsDefaultProducer`): when a loaded
+   * plugin `consumes` one of them and no plugin `produces` it, the loader creates this type
+   * with default parameters, named after the type.
+   */
+  defaultProducerFor?: readonly string[];
 }
 
 /** Registry of plugin factories by type name (llm-d `fwkplugin.Register`). */

@@ -19,7 +19,7 @@ import {
   WEIGHTED_RANDOM_PICKER_TYPE,
   weightedRandomPickerFactory,
 } from "./pickers/weighted-random-picker.js";
-import { registerProducerPlugins } from "./producers/index.js";
+import { DEFAULT_PRODUCER_TYPES, registerProducerPlugins } from "./producers/index.js";
 import {
   SINGLE_PROFILE_HANDLER_TYPE,
   singleProfileHandlerFactory,
@@ -59,10 +59,35 @@ export function registerSchedulingPlugins(registry: PluginRegistry): void {
   registry.register(WEIGHTED_RANDOM_PICKER_TYPE, weightedRandomPickerFactory);
 }
 
+/**
+ * Wraps a registry so that types named in `defaults` (data key → producer type) are registered
+ * with `defaultProducerFor` (llm-d `RegisterAsDefaultProducer`), keeping any options given.
+ */
+function withDefaultProducers(
+  registry: PluginRegistry,
+  defaults: Readonly<Record<string, string>>,
+): PluginRegistry {
+  const keysByType = new Map<string, string[]>();
+  for (const [key, type] of Object.entries(defaults))
+    keysByType.set(type, [...(keysByType.get(type) ?? []), key]);
+  return {
+    register: (type, factory, opts = {}) => {
+      const keys = keysByType.get(type);
+      registry.register(
+        type,
+        factory,
+        keys ? { ...opts, defaultProducerFor: [...(opts.defaultProducerFor ?? []), ...keys] } : opts,
+      );
+    },
+    get: (type) => registry.get(type),
+    types: () => registry.types(),
+  };
+}
+
 /** A registry with every built-in plugin family registered. */
 export function builtinRegistry(): PluginRegistry {
   const registry = createRegistry();
   registerSchedulingPlugins(registry);
-  registerProducerPlugins(registry);
+  registerProducerPlugins(withDefaultProducers(registry, DEFAULT_PRODUCER_TYPES));
   return registry;
 }

@@ -178,6 +178,12 @@ export function closeTypes(type: string, known: readonly string[]): string[] {
     .map(({ k }) => k);
 }
 
+/** The `produces`/`consumes` data keys a plugin declares (empty when it declares none). */
+function keysOf(p: Plugin, field: "produces" | "consumes"): readonly string[] {
+  const v = (p as unknown as Record<string, unknown>)[field];
+  return Array.isArray(v) ? (v.filter((x) => typeof x === "string") as string[]) : [];
+}
+
 /** Collects every string value inside raw parameters. */
 function stringsIn(v: unknown, out: Set<string>): void {
   if (typeof v === "string") out.add(v);
@@ -222,6 +228,7 @@ class Resolver {
     const gates = this.featureGates();
     const entries = this.entries();
     this.instantiate(entries);
+    this.injectDefaultProducers();
     const profileSpecs = this.profileSpecs();
     const handler = this.profileHandler(profileSpecs.length);
     const profiles = this.buildProfiles(profileSpecs, handler);
@@ -323,16 +330,35 @@ class Resolver {
     return out;
   }
 
+  /** configured entries not instantiated yet, by name */
+  private readonly pending = new Map<string, Entry>();
+  /** entries being instantiated (cycle detection for lazy instantiation) */
+  private readonly inProgress = new Set<string>();
+  /** errors that already name their location */
+  private readonly located = new WeakSet<object>();
+
+  /**
+   * The handle given to factories. `plugin(name)` instantiates a configured plugin that has not
+   * been instantiated yet, so a factory that looks up another plugin by name always finds it
+   * (dependency order without a `pluginRef` declaration).
+   */
   private handle(): PluginHandle {
     return {
-      plugin: (name) => this.instances.get(name),
+      plugin: (name) => {
+        const p = this.instances.get(name);
+        if (p !== undefined) return p;
+        const e = this.pending.get(name);
+        if (e === undefined || this.inProgress.has(name)) return undefined;
+        this.instantiateEntry(e);
+        return this.instances.get(name);
+      },
       addPlugin: (p) => this.add(p, undefined),
       allPlugins: () => [...this.order],
     };
   }
 
   private add(p: Plugin, rawParams: unknown): void {
-    if (this.instances.has(p.name)) {
+    if (this.instances.has(p.name) || this.pending.has(p.name)) {
       throw new ConfigError(`plugins: a plugin named ${JSON.stringify(p.name)} already exists`);
     }
     this.instances.set(p.name, p);
@@ -341,38 +367,89 @@ class Resolver {
   }
 
   private wrapFactoryError(e: Entry, err: unknown): ConfigError {
+    if (err instanceof ConfigError && this.located.has(err)) return err;
     const at = `plugins[${e.index}]`;
+    let out: ConfigError;
     if (err instanceof ParamsError) {
-      return new ConfigError(`${joinPath(`${at}.parameters`, err.field)}: ${err.problem}`);
+      out = new ConfigError(`${joinPath(`${at}.parameters`, err.field)}: ${err.problem}`);
+    } else {
+      const msg = err instanceof Error ? err.message : String(err);
+      out = new ConfigError(`${at} (${e.type} ${JSON.stringify(e.name)}): ${msg}`);
     }
-    const msg = err instanceof Error ? err.message : String(err);
-    return new ConfigError(`${at} (${e.type} ${JSON.stringify(e.name)}): ${msg}`);
+    this.located.add(out);
+    return out;
   }
 
   private instantiate(entries: Entry[]): void {
-    const handle = this.handle();
-    for (const e of this.dependencyOrder(entries)) {
-      const reg = this.registry.get(e.type)!;
-      if (reg.opts.deprecatedReplacement) {
-        this.warn(
-          `plugins[${e.index}].type: ${JSON.stringify(e.type)} is deprecated; use ${JSON.stringify(reg.opts.deprecatedReplacement)}`,
-        );
-      }
-      let p: Plugin;
-      try {
-        p = reg.factory(e.name, e.params, handle);
-      } catch (err) {
-        throw this.wrapFactoryError(e, err);
-      }
-      if (this.instances.has(e.name)) {
-        throw new ConfigError(
-          `plugins[${e.index}].name: a plugin named ${JSON.stringify(e.name)} already exists`,
-        );
-      }
-      this.instances.set(e.name, p);
-      this.order.push(p);
-      this.rawParams.set(e.name, e.params);
+    const ordered = this.dependencyOrder(entries);
+    for (const e of ordered) this.pending.set(e.name, e);
+    for (const e of ordered) if (this.pending.has(e.name)) this.instantiateEntry(e);
+  }
+
+  private instantiateEntry(e: Entry): void {
+    this.pending.delete(e.name);
+    this.inProgress.add(e.name);
+    const reg = this.registry.get(e.type)!;
+    if (reg.opts.deprecatedReplacement) {
+      this.warn(
+        `plugins[${e.index}].type: ${JSON.stringify(e.type)} is deprecated; use ${JSON.stringify(reg.opts.deprecatedReplacement)}`,
+      );
     }
+    let p: Plugin;
+    try {
+      p = reg.factory(e.name, e.params, this.handle());
+    } catch (err) {
+      throw this.wrapFactoryError(e, err);
+    } finally {
+      this.inProgress.delete(e.name);
+    }
+    if (this.instances.has(e.name)) {
+      throw new ConfigError(
+        `plugins[${e.index}].name: a plugin named ${JSON.stringify(e.name)} already exists`,
+      );
+    }
+    this.instances.set(e.name, p);
+    this.order.push(p);
+    this.rawParams.set(e.name, e.params);
+  }
+
+  /**
+   * Creates missing default producers: a plugin `consumes` a data key no plugin `produces`, and
+   * a registered type is the default producer of that key (reference/epp.md §2.3). Repeats
+   * until nothing is missing (a created producer may consume keys itself).
+   */
+  private injectDefaultProducers(): void {
+    const defaults = new Map<string, string>();
+    for (const t of this.registry.types()) {
+      for (const key of this.registry.get(t)!.opts.defaultProducerFor ?? [])
+        if (!defaults.has(key)) defaults.set(key, t);
+    }
+    for (let guard = 0; guard < 64; guard++) {
+      const produced = new Set<string>();
+      for (const p of this.order) for (const k of keysOf(p, "produces")) produced.add(k);
+      let missing: { key: string; by: Plugin } | undefined;
+      for (const p of this.order) {
+        for (const k of keysOf(p, "consumes")) {
+          if (!produced.has(k) && defaults.has(k)) {
+            missing = { key: k, by: p };
+            break;
+          }
+        }
+        if (missing) break;
+      }
+      if (missing === undefined) return;
+      const type = defaults.get(missing.key)!;
+      const p = this.inject(
+        type,
+        `producer of ${JSON.stringify(missing.key)} (consumed by ${JSON.stringify(missing.by.name)})`,
+      );
+      if (!keysOf(p, "produces").includes(missing.key)) {
+        throw new ConfigError(
+          `plugins: default producer ${JSON.stringify(type)} does not produce ${JSON.stringify(missing.key)}`,
+        );
+      }
+    }
+    throw new ConfigError("plugins: default producer injection did not converge");
   }
 
   /** Instantiates an injected default plugin (or reuses an existing one with that name and type). */
