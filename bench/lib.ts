@@ -1,0 +1,67 @@
+/**
+ * Shared helpers of the benchmark scripts: start `llmd` processes from sources, wait for
+ * readiness, percentiles. Benchmarks print figures and ratios measured in one run; they
+ * never assert timings.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, "127.0.0.1");
+  await once(s, "listening");
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Starts `llmd <args>` (built `dist/` if present, else sources through tsx). */
+export function llmd(args: string[], quiet = true): ChildProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), ...args], {
+    stdio: quiet ? ["ignore", "ignore", "inherit"] : "inherit",
+    env: { ...process.env, LLMD_LOG_LEVEL: "warn" },
+  });
+  return child;
+}
+
+/** Polls `url` until it answers 200 and `ok(body)` holds, up to `timeoutMs`. */
+export async function waitReady(url: string, ok: (body: string) => boolean = () => true, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(url);
+      if (r.status === 200 && ok(await r.text())) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms`);
+}
+
+/** Kills children and waits for them to exit. */
+export async function killAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      c.kill("SIGTERM");
+      const t = setTimeout(() => c.kill("SIGKILL"), 3000);
+      await once(c, "exit");
+      clearTimeout(t);
+    }),
+  );
+}
+
+/** Percentile (0..100) of a sample, nearest-rank on a sorted copy. */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i]!;
+}
