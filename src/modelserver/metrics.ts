@@ -168,6 +168,7 @@ export class ModelServerMetrics {
         },
       });
       const child = c.labels(base);
+      child.inc(0);
     };
     counter(
       N.VLLM_PREFIX_CACHE_QUERIES_TOTAL,
@@ -206,9 +207,13 @@ export class ModelServerMetrics {
       length: success.labels({ ...base, finished_reason: "length" }),
       abort: success.labels({ ...base, finished_reason: "abort" }),
     };
+    for (const c of Object.values(this.success)) c.inc(0);
 
-    const hist = (name: string, help: string, buckets: number[]): Child =>
-      new Histogram({ name, help, labelNames, buckets, registers: [reg] }).labels(base);
+    const hist = (name: string, help: string, buckets: number[]): Child => {
+      const h = new Histogram({ name, help, labelNames, buckets, registers: [reg] });
+      h.zero(base);
+      return h.labels(base);
+    };
     this.ttft = hist(
       N.VLLM_TIME_TO_FIRST_TOKEN_SECONDS,
       "Histogram of time to first token in seconds.",
