@@ -31,7 +31,11 @@ export function llmd(args: string[], quiet = true): ChildProcess {
 }
 
 /** Polls `url` until it answers 200 and `ok(body)` holds, up to `timeoutMs`. */
-export async function waitReady(url: string, ok: (body: string) => boolean = () => true, timeoutMs = 60_000): Promise<void> {
+export async function waitReady(
+  url: string,
+  ok: (body: string) => boolean = () => true,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {

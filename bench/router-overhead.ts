@@ -25,7 +25,12 @@ async function load(base: string): Promise<number[]> {
     while (next < REQUESTS) {
       next++;
       const t0 = process.hrtime.bigint();
-      const r = await pool.request({ method: "POST", path: "/v1/completions", headers: { "content-type": "application/json" }, body });
+      const r = await pool.request({
+        method: "POST",
+        path: "/v1/completions",
+        headers: { "content-type": "application/json" },
+        body,
+      });
       await r.body.text();
       if (r.statusCode !== 200) throw new Error(`HTTP ${r.statusCode}`);
       lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -38,8 +43,26 @@ async function load(base: string): Promise<number[]> {
 
 const serverPort = await freePort();
 const routerPort = await freePort();
-const zero = ["--prefill-overhead", "0", "--prefill-time-per-token", "0", "--inter-token-latency", "0", "--time-to-first-token", "0"];
-const server = llmd(["serve", "--port", String(serverPort), "--model", MODEL, "--max-num-seqs", "256", ...zero]);
+const zero = [
+  "--prefill-overhead",
+  "0",
+  "--prefill-time-per-token",
+  "0",
+  "--inter-token-latency",
+  "0",
+  "--time-to-first-token",
+  "0",
+];
+const server = llmd([
+  "serve",
+  "--port",
+  String(serverPort),
+  "--model",
+  MODEL,
+  "--max-num-seqs",
+  "256",
+  ...zero,
+]);
 const router = llmd(["router", "--port", String(routerPort), "--endpoint", `127.0.0.1:${serverPort}`]);
 try {
   const direct = `http://127.0.0.1:${serverPort}`;
@@ -59,10 +82,14 @@ try {
   const dp50 = percentile(d, 50);
   const rp50 = percentile(r, 50);
   const added = rp50 - dp50;
-  console.log(`router overhead, concurrency ${CONCURRENCY}, ${rounds}×${REQUESTS} requests per path (interleaved rounds)`);
+  console.log(
+    `router overhead, concurrency ${CONCURRENCY}, ${rounds}×${REQUESTS} requests per path (interleaved rounds)`,
+  );
   console.log(`  direct  p50 ${dp50.toFixed(3)} ms  p99 ${percentile(d, 99).toFixed(3)} ms`);
   console.log(`  router  p50 ${rp50.toFixed(3)} ms  p99 ${percentile(r, 99).toFixed(3)} ms`);
-  console.log(`  added p50 ${added.toFixed(3)} ms  (target ≤ 1 ms: ${added <= 1 ? "met" : "NOT met"}, ratio to target ${(added / 1).toFixed(2)})`);
+  console.log(
+    `  added p50 ${added.toFixed(3)} ms  (target ≤ 1 ms: ${added <= 1 ? "met" : "NOT met"}, ratio to target ${(added / 1).toFixed(2)})`,
+  );
 } finally {
   await killAll([server, router]);
 }

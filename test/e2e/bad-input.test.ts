@@ -13,7 +13,17 @@ let serverUrl: string;
 before(async () => {
   const port = await freePort();
   const first = await freePort();
-  up = runLlmd(["up", "--port", String(port), "--replicas", "1", "--first-server-port", String(first), "--server-arg=--time-scale", "--server-arg=20"]);
+  up = runLlmd([
+    "up",
+    "--port",
+    String(port),
+    "--replicas",
+    "1",
+    "--first-server-port",
+    String(first),
+    "--server-arg=--time-scale",
+    "--server-arg=20",
+  ]);
   const line = await up.waitForLine(/router ready at (\S+) with 1 sim servers \(([^)]+)\)/);
   const m = /ready at (\S+) with 1 sim servers \(([^)]+)\)/.exec(line)!;
   routerUrl = m[1]!;
@@ -39,7 +49,13 @@ const cases: Case[] = [
   { name: "malformed JSON", path: "/v1/chat/completions", body: '{"model": "x", "messages": [', status: 400 },
   { name: "non-object JSON", path: "/v1/completions", body: "[1,2,3]", status: 400 },
   { name: "empty body", path: "/v1/completions", body: "", status: 400 },
-  { name: "missing model", path: "/v1/completions", body: JSON.stringify({ prompt: "hi" }), status: 400, param: "model" },
+  {
+    name: "missing model",
+    path: "/v1/completions",
+    body: JSON.stringify({ prompt: "hi" }),
+    status: 400,
+    param: "model",
+  },
   {
     name: "unknown model",
     path: "/v1/chat/completions",
@@ -110,7 +126,8 @@ for (const target of ["router", "server"] as const) {
         body: big,
       }).catch((e: Error) => e);
       // The server may close the connection after answering; either way it must not be a 2xx/5xx.
-      if (r instanceof Error) return assert.match(String(r.cause ?? r.message), /ECONNRESET|EPIPE|other side closed|terminated/);
+      if (r instanceof Error)
+        return assert.match(String(r.cause ?? r.message), /ECONNRESET|EPIPE|other side closed|terminated/);
       assert.equal(r.status, 413);
       assertErrorShape(await r.json(), { name: "oversized", path: "", status: 413 });
     });

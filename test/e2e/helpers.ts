@@ -64,7 +64,10 @@ export function runLlmd(args: string[], env: Record<string, string> = {}): LlmdC
       const hit = lines.find((l) => re.test(l));
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timeout waiting for ${re}; output:\n${lines.join("\n")}`)), timeoutMs);
+        const t = setTimeout(
+          () => reject(new Error(`timeout waiting for ${re}; output:\n${lines.join("\n")}`)),
+          timeoutMs,
+        );
         waiters.push({
           re,
           resolve: (l) => {

@@ -37,7 +37,10 @@ after(async () => {
   assert.equal(code, 0, "llmd up exits 0 on SIGTERM");
   // every child is gone: their ports refuse connections
   for (const p of serverPorts) {
-    await assert.rejects(fetch(`http://127.0.0.1:${p}/health`), "server still answering after llmd up stopped");
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${p}/health`),
+      "server still answering after llmd up stopped",
+    );
   }
 });
 
@@ -62,7 +65,9 @@ test("chat completion, non-streaming, with usage", async () => {
   assert.equal(r.choices[0]!.message.role, "assistant");
   assert.ok((r.choices[0]!.message.content ?? "").length > 0);
   assert.ok(["stop", "length"].includes(r.choices[0]!.finish_reason));
-  assert.ok(r.usage && r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 8);
+  assert.ok(
+    r.usage && r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 8,
+  );
 });
 
 test("chat completion, streaming, with include_usage", async () => {
@@ -98,6 +103,10 @@ test("completion through the router; the second identical request hits the prefi
   assert.equal(a.object, "text_completion");
   assert.equal(a.usage?.prompt_tokens, 200);
   const b = await client.completions.create({ model: "llmd/sim-8b", prompt, max_tokens: 4 });
-  const cached = (b.usage as { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details?.cached_tokens;
-  assert.ok((cached ?? 0) >= 192, `prefix-aware routing sends the repeat to the server that cached it (cached ${cached})`);
+  const cached = (b.usage as { prompt_tokens_details?: { cached_tokens?: number } }).prompt_tokens_details
+    ?.cached_tokens;
+  assert.ok(
+    (cached ?? 0) >= 192,
+    `prefix-aware routing sends the repeat to the server that cached it (cached ${cached})`,
+  );
 });
