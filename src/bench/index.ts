@@ -36,7 +36,10 @@ export {
   sharedPrefixWorkload,
   simTokens,
   type Workload,
+  type WorkloadCommonOptions,
+  type WorkloadFactory,
   type WorkloadName,
+  type WorkloadParamsByName,
   type WorkloadRequest,
   WORKLOADS,
 } from "./workload.js";

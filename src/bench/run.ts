@@ -58,7 +58,7 @@ export interface BenchOptions {
 
 /** Callbacks during a run. */
 export interface BenchHooks {
-  /** Called after each request ends (completed or error). */
+  /** Called once with `done = 0` before the first send, then after each request ends (completed or error). */
   onProgress?(done: number, total: number): void;
 }
 
@@ -95,19 +95,20 @@ export async function firstModelId(baseUrl: string, dispatcher: Agent, timeoutMs
   return id;
 }
 
-/** Builds the workload of the given options (exported for tests and dry runs). */
+/** Builds the workload of the given options (exported for tests and dry runs). Throws `RangeError` for an unknown workload or invalid parameters. */
 export function buildWorkload(opts: BenchOptions): Workload {
   const name = opts.workload ?? "shared-prefix";
-  const factory = WORKLOADS[name];
-  if (!factory) throw new Error(`unknown workload ${name}; known: ${Object.keys(WORKLOADS).join(", ")}`);
-  return factory(
-    {
-      requests: opts.requests,
-      outputTokens: positiveInt("output-tokens", opts.outputTokens, 32),
-      seed: opts.seed ?? 1,
-    },
-    { ...SHARED_PREFIX_DEFAULTS, ...opts.sharedPrefix },
-  );
+  const common = {
+    requests: opts.requests,
+    outputTokens: positiveInt("output-tokens", opts.outputTokens, 32),
+    seed: opts.seed ?? 1,
+  };
+  switch (name) {
+    case "shared-prefix":
+      return WORKLOADS[name](common, { ...SHARED_PREFIX_DEFAULTS, ...opts.sharedPrefix });
+    default:
+      throw new RangeError(`unknown workload ${String(name)}; known: ${Object.keys(WORKLOADS).join(", ")}`);
+  }
 }
 
 /**

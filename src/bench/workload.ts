@@ -152,13 +152,19 @@ export const sharedPrefixWorkload: WorkloadFactory<SharedPrefixParams> = (common
   };
 };
 
+/** Parameters of each workload, by name (add `"long-prompt": LongPromptParams` here). */
+export interface WorkloadParamsByName {
+  "shared-prefix": SharedPrefixParams;
+}
+
 /** Workload names accepted by `--workload`. */
-export type WorkloadName = "shared-prefix";
+export type WorkloadName = keyof WorkloadParamsByName;
 
 /** Registry of workloads by name. */
-export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadFactory<SharedPrefixParams>>> = Object.freeze({
-  "shared-prefix": sharedPrefixWorkload,
-});
+export const WORKLOADS: Readonly<{ [K in WorkloadName]: WorkloadFactory<WorkloadParamsByName[K]> }> =
+  Object.freeze({
+    "shared-prefix": sharedPrefixWorkload,
+  });
 
 /**
  * Splits a prompt into sim tokens (whitespace-separated words). Exact for llmd's sim
