@@ -282,7 +282,8 @@ export class Director {
         continue;
       }
       if (r && typeof (r as Promise<void>).then === "function") {
-        (pending ??= []).push(this.awaitProducer(p, r as Promise<void>, s));
+        pending ??= [];
+        pending.push(this.awaitProducer(p, r as Promise<void>, s));
       } else {
         this.observe(RC_EXTENSION_POINT.dataProducer, p, s);
       }
