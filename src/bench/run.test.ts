@@ -26,12 +26,16 @@ interface FakeMode {
   fail500: Set<number>;
   /** Arrival numbers that never answer. */
   hang: Set<number>;
+  /** Arrival numbers whose stream stops (open, silent) after one chunk. */
+  stall: Set<number>;
   /** Arrival numbers that get `data: {"error":…}` after one chunk. */
   streamError: Set<number>;
   /** Leave out the usage chunk even when asked. */
   omitUsage: boolean;
   /** Serve /llmd/endpoints. */
   endpoints: boolean;
+  /** Serve server 0's /metrics on the main port too (a bare vLLM). */
+  mainMetrics: boolean;
 }
 
 interface Counters {
@@ -57,9 +61,11 @@ class Fake {
       chunkDelayMs: 1,
       fail500: new Set(),
       hang: new Set(),
+      stall: new Set(),
       streamError: new Set(),
       omitUsage: false,
       endpoints: true,
+      mainMetrics: false,
     };
   }
 
@@ -78,6 +84,21 @@ class Fake {
     return `http://127.0.0.1:${(this.metricsServers[i]!.address() as AddressInfo).port}`;
   }
 
+  metricsText(i: number): string {
+    const c = this.counters[i]!;
+    // server 0 splits its counters over two engine series
+    const series = (name: string, v: number) =>
+      i === 0
+        ? `${name}{engine="0",model_name="fake"} ${v - 1}.0\n${name}{engine="1",model_name="fake"} 1.0\n`
+        : `${name}{engine="0",model_name="fake"} ${v}.0\n`;
+    return (
+      "# HELP vllm:prefix_cache_hits Prefix cache hits.\n# TYPE vllm:prefix_cache_hits counter\n" +
+      series("vllm:prefix_cache_hits_total", c.hits) +
+      "# HELP vllm:prefix_cache_queries Prefix cache queries.\n# TYPE vllm:prefix_cache_queries counter\n" +
+      series("vllm:prefix_cache_queries_total", c.queries)
+    );
+  }
+
   async start(): Promise<void> {
     this.server = createServer((req, res) => void this.handle(req, res));
     for (let i = 0; i < 2; i++) {
@@ -86,19 +107,8 @@ class Fake {
           res.writeHead(404).end();
           return;
         }
-        const c = this.counters[i]!;
-        // server 0 splits its counters over two engine series
-        const series = (name: string, v: number) =>
-          i === 0
-            ? `${name}{engine="0",model_name="fake"} ${v - 1}.0\n${name}{engine="1",model_name="fake"} 1.0\n`
-            : `${name}{engine="0",model_name="fake"} ${v}.0\n`;
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-        res.end(
-          "# HELP vllm:prefix_cache_hits Prefix cache hits.\n# TYPE vllm:prefix_cache_hits counter\n" +
-            series("vllm:prefix_cache_hits_total", c.hits) +
-            "# HELP vllm:prefix_cache_queries Prefix cache queries.\n# TYPE vllm:prefix_cache_queries counter\n" +
-            series("vllm:prefix_cache_queries_total", c.queries),
-        );
+        res.end(this.metricsText(i));
       });
       this.metricsServers.push(s);
     }
@@ -136,6 +146,11 @@ class Fake {
           })),
         }),
       );
+      return;
+    }
+    if (req.method === "GET" && req.url === "/metrics" && this.mode.mainMetrics) {
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+      res.end(this.metricsText(0));
       return;
     }
     const chat = req.url === "/v1/chat/completions";
@@ -207,6 +222,10 @@ class Fake {
             : { index: 0, text: ` w${i}`, finish_reason: last },
         ],
       });
+      if (this.mode.stall.has(k)) {
+        this.hanging.push(res);
+        return;
+      }
       if (this.mode.streamError.has(k)) {
         send({ error: { message: `engine died ${k}`, type: "InternalServerError", code: 500 } });
         res.end("data: [DONE]\n\n");
@@ -384,6 +403,19 @@ describe("runBench against a fake OpenAI-compatible server", () => {
     assert.equal(report.config.concurrency, null);
   });
 
+  it("falls back to {url}/metrics for a bare vLLM (no /llmd/endpoints)", async () => {
+    fake.reset({ endpoints: false, mainMetrics: true });
+    const before = { ...fake.counters[0]! };
+    const report = await runBench({ url: fake.url, model: "m", sharedPrefix: small, outputTokens: 2 });
+    assert.equal(report.completed, 12);
+    assert.equal(report.config.metrics_source, "url");
+    assert.deepEqual(report.config.metrics_urls, [`${fake.url}/metrics`]);
+    const c = fake.counters[0]!;
+    assert.equal(report.prefix_cache_hits_delta, c.hits - before.hits);
+    assert.equal(report.prefix_cache_queries_delta, c.queries - before.queries);
+    assert.equal(report.prefix_cache_hit_rate, (c.hits - before.hits) / (c.queries - before.queries));
+  });
+
   it("rejects rate together with concurrency", async () => {
     await assert.rejects(runBench({ url: fake.url, rate: 1, concurrency: 1 }), RangeError);
   });
@@ -415,6 +447,34 @@ describe("sendRequest", () => {
       assert.ok(r.ttftMs! <= r.e2eMs);
       const sumGaps = r.itlMs.reduce((a, b) => a + b, 0);
       assert.ok(r.ttftMs! + sumGaps <= r.e2eMs + 1e-6);
+    } finally {
+      await agent.destroy();
+    }
+  });
+});
+
+describe("sendRequest timeouts", () => {
+  it("a stream that stalls after its first chunk ends as a timeout error", async () => {
+    fake.reset({ stall: new Set([1]) });
+    const agent = new Agent();
+    try {
+      const r = await sendRequest(
+        {
+          baseUrl: fake.url,
+          api: "chat",
+          model: "m",
+          prompt: "a b",
+          maxTokens: 4,
+          stream: true,
+          timeoutMs: 300,
+        },
+        agent,
+      );
+      assert.equal(r.ok, false);
+      assert.equal(r.errorKind, "timeout");
+      assert.equal(r.status, 200);
+      assert.equal(r.contentChunks, 1);
+      assert.match(r.errorMessage!, /300 ms/);
     } finally {
       await agent.destroy();
     }
