@@ -276,13 +276,34 @@ class Writer {
   }
 
   write(v: EncodableValue): void {
-    if (v === null) return this.u8(0xc0);
-    if (v === true) return this.u8(0xc3);
-    if (v === false) return this.u8(0xc2);
-    if (typeof v === "number") return this.num(v);
-    if (typeof v === "bigint") return this.big(v);
-    if (typeof v === "string") return this.str(v);
-    if (v instanceof U64) return this.u64(v.hi, v.lo);
+    if (v === null) {
+      this.u8(0xc0);
+      return;
+    }
+    if (v === true) {
+      this.u8(0xc3);
+      return;
+    }
+    if (v === false) {
+      this.u8(0xc2);
+      return;
+    }
+    if (typeof v === "number") {
+      this.num(v);
+      return;
+    }
+    if (typeof v === "bigint") {
+      this.big(v);
+      return;
+    }
+    if (typeof v === "string") {
+      this.str(v);
+      return;
+    }
+    if (v instanceof U64) {
+      this.u64(v.hi, v.lo);
+      return;
+    }
     if (v instanceof Uint8Array) {
       const n = v.length;
       if (n < 0x100) this.head(0xc4, n, 1);
@@ -327,11 +348,20 @@ class Writer {
 
   private big(v: bigint): void {
     if (v >= 0n) {
-      if (v <= 0xffffffffn) return this.num(Number(v));
+      if (v <= 0xffffffffn) {
+        this.num(Number(v));
+        return;
+      }
       if (v > 0xffffffffffffffffn) throw new MsgpackError("bigint above uint64");
-      return this.u64(Number(v >> 32n), Number(v & 0xffffffffn));
+      {
+        this.u64(Number(v >> 32n), Number(v & 0xffffffffn));
+        return;
+      }
     }
-    if (v >= -0x80000000n) return this.num(Number(v));
+    if (v >= -0x80000000n) {
+      this.num(Number(v));
+      return;
+    }
     if (v < -0x8000000000000000n) throw new MsgpackError("bigint below int64");
     const u = BigInt.asUintN(64, v);
     this.ensure(9);
@@ -350,19 +380,49 @@ class Writer {
       return;
     }
     if (v >= 0) {
-      if (v < 0x80) return this.u8(v);
-      if (v < 0x100) return this.head(0xcc, v, 1);
-      if (v < 0x10000) return this.head(0xcd, v, 2);
-      if (v < 0x100000000) return this.head(0xce, v, 4);
+      if (v < 0x80) {
+        this.u8(v);
+        return;
+      }
+      if (v < 0x100) {
+        this.head(0xcc, v, 1);
+        return;
+      }
+      if (v < 0x10000) {
+        this.head(0xcd, v, 2);
+        return;
+      }
+      if (v < 0x100000000) {
+        this.head(0xce, v, 4);
+        return;
+      }
       if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-      return this.u64(Math.floor(v / 0x100000000), v >>> 0);
+      {
+        this.u64(Math.floor(v / 0x100000000), v >>> 0);
+        return;
+      }
     }
-    if (v >= -32) return this.u8(v & 0xff);
-    if (v >= -0x80) return this.head(0xd0, v & 0xff, 1);
-    if (v >= -0x8000) return this.head(0xd1, v & 0xffff, 2);
-    if (v >= -0x80000000) return this.head(0xd2, v >>> 0, 4);
+    if (v >= -32) {
+      this.u8(v & 0xff);
+      return;
+    }
+    if (v >= -0x80) {
+      this.head(0xd0, v & 0xff, 1);
+      return;
+    }
+    if (v >= -0x8000) {
+      this.head(0xd1, v & 0xffff, 2);
+      return;
+    }
+    if (v >= -0x80000000) {
+      this.head(0xd2, v >>> 0, 4);
+      return;
+    }
     if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-    return this.big(BigInt(v));
+    {
+      this.big(BigInt(v));
+      return;
+    }
   }
 
   private str(s: string): void {
