@@ -46,7 +46,9 @@ describe("KvCache", () => {
     assert.equal(kv.allocate(6), null, "not enough free blocks");
     assert.equal(kv.numFree, 5, "failed allocation changes nothing");
     const hs = blockHashes(range(0, 12), 4, "x");
-    a.forEach((b, i) => kv.commit(b, hs[i]!));
+    a.forEach((b, i) => {
+      kv.commit(b, hs[i]!);
+    });
     kv.acquire([a[0]!]);
     assert.equal(a[0]!.ref, 2);
     kv.free(a);
@@ -62,7 +64,9 @@ describe("KvCache", () => {
     const kv = new KvCache(16, 4);
     const hs = blockHashes(range(0, 16), 4, "x");
     const blocks = kv.allocate(4)!;
-    blocks.forEach((b, i) => kv.commit(b, hs[i]!));
+    blocks.forEach((b, i) => {
+      kv.commit(b, hs[i]!);
+    });
     kv.free(blocks);
     const other = blockHashes([...range(0, 8), 99, 98, 97, 96, ...range(12, 16)], 4, "x");
     const hit = kv.lookup(other);
@@ -82,8 +86,12 @@ describe("KvCache", () => {
     const b = kv.allocate(2)!; // request B: 2 blocks
     const ha = blockHashes([1, 2, 3, 4], 2, "x");
     const hb = blockHashes([5, 6, 7, 8], 2, "x");
-    a.forEach((x, i) => kv.commit(x, ha[i]!));
-    b.forEach((x, i) => kv.commit(x, hb[i]!));
+    a.forEach((x, i) => {
+      kv.commit(x, ha[i]!);
+    });
+    b.forEach((x, i) => {
+      kv.commit(x, hb[i]!);
+    });
     kv.free(a); // A's blocks freed first (tail first), then B's
     kv.free(b);
     assert.deepEqual(kv.lruOrder(), [a[1]!.id, a[0]!.id, b[1]!.id, b[0]!.id]);
