@@ -10,7 +10,8 @@
  * - Tokenizers (§2 "Tokenizer A/B"):
  *   - `spm`: `tokenizer.ggml.model="llama"`; `<unk>`, `<s>` (BOS), `</s>` (EOS), the 256 byte
  *     tokens `<0x00>`..`<0xFF>` (so any text round-trips), `▁` and ASCII 33..126, then every
- *     prefix of `▁word` for {@link COMMON_WORDS} (SPM merges reach them pair by pair).
+ *     prefix of `▁word` for {@link COMMON_WORDS} (SPM merges reach them pair by pair);
+ *     `add_space_prefix=false` so text after a control token (chat templates) round-trips.
  *   - `bpe`: `tokenizer.ggml.model="gpt2"`, `pre="gpt-2"`: the 256 GPT-2 byte characters, one
  *     merge per prefix of `Ġword`, `<|endoftext|>` (BOS = EOS).
  *   - Both add the control tokens `<|im_start|>` / `<|im_end|>` (`eot_token_id` = `<|im_end|>`)
@@ -282,6 +283,8 @@ export async function createModel(opts: CreateModelOptions): Promise<CreatedMode
       { key: "tokenizer.ggml.eot_token_id", type: "u32", value: vocab.imEnd },
       { key: "tokenizer.ggml.add_bos_token", type: "bool", value: true },
       { key: "tokenizer.ggml.add_eos_token", type: "bool", value: false },
+      // no "▁" before the first word or after a control token, so chat-template text round-trips
+      { key: "tokenizer.ggml.add_space_prefix", type: "bool", value: false },
     );
   }
   if ((opts.chatTemplate ?? "chatml") === "chatml") {
