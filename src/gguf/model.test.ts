@@ -39,7 +39,7 @@ describe("f16", () => {
     assert.equal(f32ToF16(Number.NaN) & 0x7c00, 0x7c00);
     assert.equal(f32ToF16(1 + 2 ** -11), 0x3c00); // tie → even
     assert.equal(f32ToF16(1 + 3 * 2 ** -11), 0x3c02); // tie → even (up)
-    for (const v of [0.2, -0.123, 3.14159, 1e-5, 0.3463]) {
+    for (const v of [0.2, -0.123, Math.PI, 1e-5, 0.3463]) {
       assert.ok(Math.abs(f16ToF32(f32ToF16(v)) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -24, `${v}`);
     }
   });
