@@ -1,0 +1,232 @@
+/**
+ * llm-d request keys: `H(parent, tokens, extra) = FNV-64a(canonical CBOR([parent, tokens, extra]))`
+ * chained from `getInitHash(model) = H(FNV-64a(hashSeed), nil, modelName)`; a prompt is cut in
+ * `blockSize`-token chunks (the trailing partial chunk is dropped) and key i =
+ * H(key i−1, chunk i, extra i). Source: reference/engine.md §4.2 (llm-d-kv-cache
+ * `pkg/kvcache/kvblock/token_processor.go`, fxamacker/cbor `CanonicalEncOptions`).
+ *
+ * CBOR (RFC 8949 §3, §4.2.1 "core deterministic encoding"): unsigned integers are major type 0
+ * in the shortest form (`0x00–0x17`, `0x18 b`, `0x19 bb`, `0x1a bbbb`, `0x1b bbbbbbbb`); the
+ * token list is an array (major type 4) of such integers, not a byte string; nil is `0xf6`; a
+ * string is major type 3; map keys are sorted length-first then bytewise (RFC 7049 canonical, as
+ * fxamacker `SortCanonical`).
+ *
+ * The hot path (`extra = nil`) streams the CBOR bytes straight into FNV-64a held as two uint32
+ * halves: no buffer, no BigInt. Keys are returned as interleaved uint32 pairs
+ * (`[hi0, lo0, hi1, lo1, …]`), like the event hash lists.
+ */
+
+/** FNV-64a offset basis 0xcbf29ce484222325 as two halves. */
+const OFFSET_HI = 0xcbf29ce4;
+const OFFSET_LO = 0x84222325;
+/** FNV-64 prime is 2^40 + 0x1b3. */
+const PRIME_LOW = 0x1b3;
+const TWO32 = 4294967296;
+
+// Running FNV state (module-level to avoid allocation; every public function resets it).
+let H = 0;
+let L = 0;
+
+function byte(b: number): void {
+  // h ^= b; h *= 2^40 + 435  (mod 2^64), with h = H·2^32 + L
+  const l = (L ^ b) >>> 0;
+  const t = l * PRIME_LOW; // < 2^41, exact
+  const tl = t >>> 0;
+  H = (H * PRIME_LOW + (t - tl) / TWO32 + (l << 8)) >>> 0;
+  L = tl;
+}
+
+/** CBOR head of major type `major` with argument `n` (0 ≤ n < 2^32). */
+function head(major: number, n: number): void {
+  const m = major << 5;
+  if (n < 24) byte(m | n);
+  else if (n < 0x100) {
+    byte(m | 24);
+    byte(n);
+  } else if (n < 0x10000) {
+    byte(m | 25);
+    byte(n >>> 8);
+    byte(n & 0xff);
+  } else {
+    byte(m | 26);
+    byte(n >>> 24);
+    byte((n >>> 16) & 0xff);
+    byte((n >>> 8) & 0xff);
+    byte(n & 0xff);
+  }
+}
+
+/** CBOR unsigned integer hi·2^32 + lo, shortest form. */
+function uint64(hi: number, lo: number): void {
+  if (hi === 0) {
+    head(0, lo);
+    return;
+  }
+  byte(0x1b);
+  byte(hi >>> 24);
+  byte((hi >>> 16) & 0xff);
+  byte((hi >>> 8) & 0xff);
+  byte(hi & 0xff);
+  byte(lo >>> 24);
+  byte((lo >>> 16) & 0xff);
+  byte((lo >>> 8) & 0xff);
+  byte(lo & 0xff);
+}
+
+/** FNV-64a of a byte string, as a bigint (test and slow-path helper). */
+export function fnv64a(bytes: Uint8Array): bigint {
+  H = OFFSET_HI;
+  L = OFFSET_LO;
+  for (let i = 0; i < bytes.length; i++) byte(bytes[i]!);
+  return (BigInt(H) << 32n) | BigInt(L);
+}
+
+/** A value of the `extra` slot: nil, integers, strings, byte strings, arrays, string-keyed maps. */
+export type CborValue =
+  | null
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | readonly CborValue[]
+  | { readonly [key: string]: CborValue };
+
+const textEncoder = new TextEncoder();
+
+/**
+ * Canonical CBOR encoding of a small value (see module doc).
+ * @throws RangeError for non-integer numbers or integers outside [−2^64, 2^64)
+ */
+export function encodeCanonicalCbor(v: CborValue): Uint8Array {
+  const out: number[] = [];
+  const headTo = (major: number, n: bigint): void => {
+    const m = major << 5;
+    if (n < 24n) out.push(m | Number(n));
+    else if (n < 0x100n) out.push(m | 24, Number(n));
+    else if (n < 0x10000n) out.push(m | 25, Number(n >> 8n), Number(n & 0xffn));
+    else if (n < 0x100000000n) {
+      out.push(m | 26);
+      for (let s = 24n; s >= 0n; s -= 8n) out.push(Number((n >> s) & 0xffn));
+    } else {
+      if (n >= 1n << 64n) throw new RangeError("CBOR integer out of range");
+      out.push(m | 27);
+      for (let s = 56n; s >= 0n; s -= 8n) out.push(Number((n >> s) & 0xffn));
+    }
+  };
+  const enc = (x: CborValue): void => {
+    if (x === null) out.push(0xf6);
+    else if (typeof x === "number" || typeof x === "bigint") {
+      if (typeof x === "number" && !Number.isInteger(x))
+        throw new RangeError("CBOR: only integers are supported");
+      const b = BigInt(x);
+      if (b >= 0n) headTo(0, b);
+      else headTo(1, -1n - b);
+    } else if (typeof x === "string") {
+      const bytes = textEncoder.encode(x);
+      headTo(3, BigInt(bytes.length));
+      for (const c of bytes) out.push(c);
+    } else if (x instanceof Uint8Array) {
+      headTo(2, BigInt(x.length));
+      for (const c of x) out.push(c);
+    } else if (Array.isArray(x)) {
+      headTo(4, BigInt(x.length));
+      for (const e of x) enc(e);
+    } else {
+      const o = x as { readonly [key: string]: CborValue };
+      const keys = Object.keys(o).map((k) => ({ k, b: textEncoder.encode(k) }));
+      keys.sort((a, b) => {
+        if (a.b.length !== b.b.length) return a.b.length - b.b.length;
+        for (let i = 0; i < a.b.length; i++) if (a.b[i] !== b.b[i]) return a.b[i]! - b.b[i]!;
+        return 0;
+      });
+      headTo(5, BigInt(keys.length));
+      for (const { k, b } of keys) {
+        headTo(3, BigInt(b.length));
+        for (const c of b) out.push(c);
+        enc(o[k]!);
+      }
+    }
+  };
+  enc(v);
+  return Uint8Array.from(out);
+}
+
+/**
+ * `H(parent, tokens, extra)` for any `extra` (slow path; allocates).
+ * @param tokens null encodes as CBOR nil (as Go's nil slice)
+ */
+export function requestKey(
+  parent: bigint,
+  tokens: ArrayLike<number> | null,
+  extra: CborValue = null,
+): bigint {
+  return fnv64a(
+    encodeCanonicalCbor([parent, tokens === null ? null : Array.from(tokens), extra] as CborValue),
+  );
+}
+
+/** `FNV-64a(utf8(hashSeed))` — the chain's seed (default seed `""` → 0xcbf29ce484222325). */
+export function initHash(hashSeed = ""): bigint {
+  return fnv64a(textEncoder.encode(hashSeed));
+}
+
+/** `getInitHash(model) = H(FNV-64a(hashSeed), nil, modelName)` (reference/engine.md §4.2). */
+export function modelRootKey(modelName: string, hashSeed = ""): bigint {
+  return requestKey(initHash(hashSeed), null, modelName);
+}
+
+/**
+ * Chained request keys of the full `blockSize` chunks of `tokens[0 .. length)`, starting from
+ * `parent` (a root key or the key of the block before), with `extra = nil` for every block.
+ * Fast path: no allocation besides `out`.
+ *
+ * @param parentHi high 32 bits of the parent key
+ * @param parentLo low 32 bits of the parent key
+ * @param out where to write the keys, interleaved; must hold ≥ 2·floor(length/blockSize)
+ *   entries from `outOffset` (pairs)
+ * @returns the number of keys written (= floor(length / blockSize))
+ * @throws RangeError when blockSize < 1
+ */
+export function chainKeysInto(
+  parentHi: number,
+  parentLo: number,
+  tokens: ArrayLike<number>,
+  length: number,
+  blockSize: number,
+  out: Uint32Array,
+  outOffset = 0,
+): number {
+  if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
+  const n = Math.floor(length / blockSize);
+  let ph = parentHi;
+  let pl = parentLo;
+  let t = 0;
+  for (let k = 0; k < n; k++) {
+    H = OFFSET_HI;
+    L = OFFSET_LO;
+    byte(0x83);
+    uint64(ph, pl);
+    head(4, blockSize);
+    for (let e = t + blockSize; t < e; t++) {
+      const v = tokens[t]!;
+      if (v < 24) byte(v);
+      else head(0, v >>> 0);
+    }
+    byte(0xf6);
+    ph = H;
+    pl = L;
+    out[2 * (outOffset + k)] = ph;
+    out[2 * (outOffset + k) + 1] = pl;
+  }
+  return n;
+}
+
+/**
+ * Request keys of a whole prompt for `modelName` (root = {@link modelRootKey}).
+ * @returns interleaved uint32 pairs, one per full block
+ */
+export function promptKeys(tokens: ArrayLike<number>, blockSize: number, root: bigint): Uint32Array {
+  const out = new Uint32Array(2 * Math.floor(tokens.length / blockSize));
+  chainKeysInto(Number(root >> 32n), Number(root & 0xffffffffn), tokens, tokens.length, blockSize, out);
+  return out;
+}
