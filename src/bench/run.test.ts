@@ -487,15 +487,10 @@ describe("llmd bench CLI", () => {
     const dir = await mkdtemp(join(tmpdir(), "llmd-bench-"));
     const file = join(dir, "report.json");
     const written: string[] = [];
-    const orig = process.stdout.write.bind(process.stdout);
     const prevExit = process.exitCode;
-    process.stdout.write = ((chunk: string | Uint8Array) => {
-      written.push(String(chunk));
-      return true;
-    }) as typeof process.stdout.write;
     try {
       const program = new Command().exitOverride();
-      registerBench(program);
+      registerBench(program, { stdout: { write: (t: string) => written.push(t) } });
       await program.parseAsync(
         [
           "bench",
@@ -519,10 +514,6 @@ describe("llmd bench CLI", () => {
         ],
         { from: "user" },
       );
-    } finally {
-      process.stdout.write = orig;
-    }
-    try {
       const json = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
       for (const k of [
         "requests",

@@ -89,11 +89,18 @@ export function benchOptionsFromFlags(f: BenchFlags): BenchOptions {
   };
 }
 
+/** Where `llmd bench` writes (tests pass their own). */
+export interface BenchIo {
+  /** Receives the report table. Default `process.stdout`. */
+  stdout?: { write(text: string): unknown };
+}
+
 /**
  * Adds the `bench` command to a commander program.
  * @param program the root `llmd` command
+ * @param io output override (default: the process's stdout)
  */
-export function registerBench(program: Command): void {
+export function registerBench(program: Command, io: BenchIo = {}): void {
   program
     .command("bench")
     .description(
@@ -154,7 +161,7 @@ export function registerBench(program: Command): void {
         });
         bar?.stop();
         if (flags.json) await writeFile(flags.json, `${JSON.stringify(report, null, 2)}\n`);
-        process.stdout.write(formatReport(report));
+        (io.stdout ?? process.stdout).write(formatReport(report));
         if (report.completed === 0) process.exitCode = 1;
       } finally {
         if (started) bar?.stop();
