@@ -192,3 +192,14 @@ export interface PluginRegistry {
   /** All registered type names, sorted. */
   types(): string[];
 }
+
+/**
+ * Decides whether a request is disaggregated into prefill + decode, given the endpoint the
+ * decode profile picked (`prefix-based-pd-decider`, `always-disagg-pd-decider`;
+ * reference/epp.md §3.1). Pure and synchronous like every scheduling plugin.
+ */
+export interface PdDecider extends Plugin {
+  disaggregate(request: InferenceRequest, decodeEndpoint: Endpoint): boolean;
+}
+
+export const isPdDecider = (p: Plugin): p is PdDecider => typeof (p as PdDecider).disaggregate === "function";

@@ -168,3 +168,20 @@ export interface InflightLoad {
 
 /** Endpoint attribute key of the {@link InflightLoad}, written by `inflight-load-producer`. */
 export const INFLIGHT_LOAD = "inflight-load";
+
+/** Request attribute: the endpoint the decode profile picked, published for the prefill stage (reference/epp.md §3.1). */
+export const PEER_ENDPOINT = "peer-endpoint";
+
+/** P/D decision types, as `disagg_decision_total{decision_type}` names them (reference/epp.md §7). */
+export type DisaggDecisionType = "decode-only" | "prefill-decode" | "encode-decode" | "encode-prefill-decode";
+
+/** Request attribute written by a disaggregating profile handler: what it decided, for metrics and the coordinator. */
+export const DISAGG_DECISION = "disagg-decision";
+
+/** Value of {@link DISAGG_DECISION}. */
+export interface DisaggDecision {
+  decisionType: DisaggDecisionType;
+  /** name and type of the plugin that decided */
+  pluginName: string;
+  pluginType: string;
+}
