@@ -55,6 +55,17 @@ export const GATEWAY_MODEL_NAME = "x-gateway-model-name";
 export const INFERENCE_POD = "x-inference-pod";
 export const INFERENCE_PORT = "x-inference-port";
 
+/** Video request hints (reference/epp.md §1.5); system-owned, never forwarded by the ext_proc EPP. */
+export const VIDEO_FPS = "x-llm-d-video-fps";
+export const VIDEO_DURATION_SECONDS = "x-llm-d-video-duration-seconds";
+export const VIDEO_RESOLUTION = "x-llm-d-video-resolution";
+/** Debug header the ext_proc EPP sets on response headers (reference/epp.md §1.2 step 3). */
+export const WENT_INTO_RESP_HEADERS = "x-went-into-resp-headers";
+/** Dynamic-metadata namespace of the destination and served endpoint (reference/epp.md §1.4). */
+export const DESTINATION_ENDPOINT_NAMESPACE = "envoy.lb";
+/** Metadata namespace of the proxy's subset hint (reference/epp.md §1.4). */
+export const SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint";
+
 /**
  * Headers a client must never be able to set: they steer internal routing (P/D targets,
  * destinations) or carry the EPP's own verdicts. The router deletes them from every client
