@@ -11,10 +11,15 @@ const FIXTURES = "/work/shared/fixtures/epp-configs";
 
 function capture() {
   const out = { stdout: "", stderr: "" };
-  return {
-    out,
-    io: { stdout: (t: string) => void (out.stdout += t), stderr: (t: string) => void (out.stderr += t) },
+  const io = {
+    stdout: (t: string) => {
+      out.stdout += t;
+    },
+    stderr: (t: string) => {
+      out.stderr += t;
+    },
   };
+  return { out, io };
 }
 
 describe("llmd config check", () => {
