@@ -10,7 +10,7 @@
  * plugin files themselves never import each other.
  */
 import type { PluginRegistry } from "../../framework/plugin.js";
-import { makeActiveRequestScorerFactory } from "../scorers/active-request-scorer.js";
+import { activeRequestScorerFactory } from "../scorers/active-request-scorer.js";
 import { makePrefixCacheScorerFactory } from "../scorers/prefix-cache-scorer.js";
 import {
   APPROX_PREFIX_CACHE_PRODUCER_TYPE,
@@ -43,10 +43,7 @@ export function registerProducerPlugins(registry: PluginRegistry): void {
     "prefix-cache-scorer",
     makePrefixCacheScorerFactory((name) => new ApproxPrefixCacheProducer(name)),
   );
-  registry.register(
-    "active-request-scorer",
-    makeActiveRequestScorerFactory((name) => new InflightLoadProducer(name)),
-  );
+  registry.register("active-request-scorer", activeRequestScorerFactory);
 }
 
 /**

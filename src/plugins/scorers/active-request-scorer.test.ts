@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Plugin } from "../../framework/plugin.js";
 import { INFLIGHT_LOAD } from "../../framework/types.js";
 import { makeEndpoint, makeRequest } from "../producers/testing.js";
 import {
   ActiveRequestScorer,
   activeRequestScore,
-  makeActiveRequestScorerFactory,
+  activeRequestScorerFactory,
 } from "./active-request-scorer.js";
 
 test("score formula table", () => {
@@ -31,24 +30,18 @@ test("scorer reads INFLIGHT_LOAD; missing counts as 0", () => {
   assert.deepEqual([m.get(a), m.get(b), m.get(c)], [0, 0.75, 1]);
 });
 
-test("factory: requestTimeout accepted, producer auto-added once", () => {
-  const existing: Plugin[] = [];
-  const handle = {
-    plugin: (n: string) => existing.find((p) => p.name === n),
-    addPlugin: (p: Plugin) => {
-      existing.push(p);
-    },
-    allPlugins: () => existing,
-  };
-  const f = makeActiveRequestScorerFactory((name) => ({ type: "inflight-load-producer", name }));
-  const s = f(
+test("factory: requestTimeout accepted and ignored; strict params", () => {
+  const handle = { plugin: () => undefined, addPlugin() {}, allPlugins: () => [] };
+  const s = activeRequestScorerFactory(
     "s",
     { requestTimeout: "2m", idleThreshold: 1, maxBusyScore: 0.5 },
     handle,
   ) as ActiveRequestScorer;
   assert.equal(s.idleThreshold, 1);
   assert.equal(s.maxBusyScore, 0.5);
-  f("s2", undefined, handle);
-  assert.equal(existing.length, 1);
-  assert.throws(() => f("s3", { nope: true }, handle), /nope/);
+  assert.deepEqual(s.consumes, [INFLIGHT_LOAD]);
+  const d = activeRequestScorerFactory("d", undefined, handle) as ActiveRequestScorer;
+  assert.deepEqual([d.idleThreshold, d.maxBusyScore], [0, 1]);
+  assert.throws(() => activeRequestScorerFactory("s3", { nope: true }, handle), /nope/);
+  assert.throws(() => activeRequestScorerFactory("s3", { maxBusyScore: 2 }, handle), /maxBusyScore/);
 });

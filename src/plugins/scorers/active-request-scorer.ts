@@ -12,14 +12,14 @@
  * - `maxBusyScore` (number in [0,1], default 1.0): best score of a non-idle endpoint.
  * - `requestTimeout` (string or number): accepted for compatibility and ignored.
  *
- * When no `inflight-load-producer` is configured the factory adds one with default parameters
- * (the creator is injected by the family registration; plugins do not import each other).
+ * It `consumes` {@link INFLIGHT_LOAD}, so the config loader injects the default producer of that
+ * key (`inflight-load-producer`) when none is configured (reference/epp.md §2.3).
  *
  * Source: reference/epp.md §3.3 (llm-d-router `scheduling/scorer/activerequest`).
  */
 import { z } from "zod";
 import { decodeParams } from "../../framework/config/params.js";
-import type { Plugin, PluginFactory, Scorer, ScorerCategory } from "../../framework/plugin.js";
+import type { PluginFactory, Scorer, ScorerCategory } from "../../framework/plugin.js";
 import {
   type Endpoint,
   INFLIGHT_LOAD,
@@ -28,8 +28,6 @@ import {
 } from "../../framework/types.js";
 
 export const ACTIVE_REQUEST_SCORER_TYPE = "active-request-scorer";
-/** Type (and default name) of the producer it reads. */
-export const INFLIGHT_PRODUCER_TYPE = "inflight-load-producer";
 
 const schema = z
   .object({
@@ -83,22 +81,6 @@ export class ActiveRequestScorer implements Scorer {
   }
 }
 
-/**
- * Builds the factory; `createDefaultProducer(name)` makes the `inflight-load-producer` added
- * when none is configured.
- * @throws ParamsError naming an unknown or invalid field
- */
-export function makeActiveRequestScorerFactory(
-  createDefaultProducer: (name: string) => Plugin,
-): PluginFactory {
-  return (name, params, handle) => {
-    const p = decodeParams(schema, params);
-    if (
-      !handle.allPlugins().some((x) => x.type === INFLIGHT_PRODUCER_TYPE) &&
-      !handle.plugin(INFLIGHT_PRODUCER_TYPE)
-    ) {
-      handle.addPlugin(createDefaultProducer(INFLIGHT_PRODUCER_TYPE));
-    }
-    return new ActiveRequestScorer(name, p);
-  };
-}
+/** Factory. @throws ParamsError naming an unknown or invalid field. */
+export const activeRequestScorerFactory: PluginFactory = (name, params) =>
+  new ActiveRequestScorer(name, decodeParams(schema, params));
