@@ -47,3 +47,56 @@ test("a smaller capacity on a later add shrinks the LRU", () => {
     [true, true],
   );
 });
+
+test("property: index agrees with a naive per-endpoint LRU model", async () => {
+  const fc = await import("fast-check");
+  const op = fc.oneof(
+    fc.record({
+      kind: fc.constant("add" as const),
+      ep: fc.integer({ min: 0, max: 3 }),
+      hashes: fc.array(fc.bigInt({ min: 0n, max: 20n }), { maxLength: 6 }),
+    }),
+    fc.record({ kind: fc.constant("remove" as const), ep: fc.integer({ min: 0, max: 3 }) }),
+  );
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 5 }), fc.array(op, { maxLength: 40 }), (cap, ops) => {
+      const idx = new PrefixLruIndex(cap);
+      const model = new Map<string, bigint[]>(); // least recent first
+      for (const o of ops) {
+        const id = `e${o.ep}`;
+        if (o.kind === "remove") {
+          idx.removeEndpoint(id);
+          model.delete(id);
+          continue;
+        }
+        idx.add(id, o.hashes);
+        const list = model.get(id) ?? [];
+        for (const h of o.hashes) {
+          const i = list.indexOf(h);
+          if (i >= 0) list.splice(i, 1);
+          list.push(h);
+        }
+        while (list.length > cap) list.shift();
+        model.set(id, list);
+      }
+      const all = new Set<bigint>();
+      for (const [id, list] of model) {
+        assert.equal(idx.endpointSize(id), list.length);
+        for (const h of list) {
+          assert.ok(idx.has(id, h));
+          all.add(h);
+        }
+      }
+      assert.equal(idx.size(), all.size);
+      const probe = [0n, 1n, 2n, 3n];
+      const ids = ["e0", "e1", "e2", "e3"];
+      const want = ids.map((id) => {
+        let n = 0;
+        while (n < probe.length && (model.get(id) ?? []).includes(probe[n])) n++;
+        return n;
+      });
+      assert.deepEqual(idx.match(probe, ids), want);
+    }),
+    { numRuns: 300 },
+  );
+});

@@ -143,3 +143,20 @@ test("parameters are strict", () => {
   assert.throws(() => tokenProducerFactory("t", { backend: "x" }, handle), /backend/);
   assert.throws(() => tokenProducerFactory("t", { vllm: { url: "not a url" } }, handle), /vllm\.url/);
 });
+
+test("property: packed tokens are the zero-padded bytes read as little-endian uint32", async () => {
+  const fc = await import("fast-check");
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      const t = packBytes(bytes);
+      assert.equal(t.length, Math.ceil(bytes.length / 4));
+      const back = new Uint8Array(t.length * 4);
+      const view = new DataView(back.buffer);
+      t.forEach((v, i) => {
+        view.setUint32(i * 4, v, true);
+      });
+      assert.deepEqual([...back.subarray(0, bytes.length)], [...bytes]);
+      assert.ok(back.subarray(bytes.length).every((x) => x === 0));
+    }),
+  );
+});
