@@ -9,7 +9,8 @@
  *
  * Requests are compared by chained full blocks, like vLLM's block hashes: block k of a
  * prompt matches only when blocks 0..k all match an earlier prompt's blocks 0..k. Keys are
- * exact (no hashing), so there are no collisions.
+ * exact (no hashing), so there are no collisions. Prompts are read one at a time, so pass a
+ * lazy iterable for large workloads.
  */
 
 /** Result of {@link oracleHitRate}. */
@@ -32,7 +33,10 @@ export function oracleHitRate(prompts: Iterable<readonly string[]>, blockSize: n
   if (!Number.isInteger(blockSize) || blockSize < 1) {
     throw new RangeError(`block size must be a positive integer, got ${blockSize}`);
   }
-  // Chained block key → id. Key = parent id + NUL + block tokens joined by NUL.
+  // A block's content is interned to a small integer; a block's id is keyed by its parent
+  // block's id and its content id, so an id names a whole prefix exactly (no hashing, no
+  // collisions).
+  const contentIds = new Map<string, number>();
   const ids = new Map<string, number>();
   let hitTokens = 0;
   let promptTokens = 0;
@@ -45,7 +49,13 @@ export function oracleHitRate(prompts: Iterable<readonly string[]>, blockSize: n
     let matched = 0;
     let stillMatching = true;
     for (let b = 0; b < fullBlocks; b++) {
-      const key = `${parent}\u0000${tokens.slice(b * blockSize, (b + 1) * blockSize).join("\u0000")}`;
+      const content = tokens.slice(b * blockSize, (b + 1) * blockSize).join("\u0000");
+      let cid = contentIds.get(content);
+      if (cid === undefined) {
+        cid = contentIds.size;
+        contentIds.set(content, cid);
+      }
+      const key = `${parent}:${cid}`;
       let id = ids.get(key);
       if (id === undefined) {
         stillMatching = false;

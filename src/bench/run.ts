@@ -138,7 +138,9 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
   const workload = buildWorkload(opts);
   const reqs = workload.requests;
   const oracle = oracleHitRate(
-    reqs.map((r) => simTokens(r.prompt)),
+    (function* () {
+      for (const r of reqs) yield simTokens(r.prompt);
+    })(),
     blockSize,
   );
 
