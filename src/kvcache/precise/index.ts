@@ -1,0 +1,619 @@
+/**
+ * The precise KV block index: which endpoint holds which llm-d request key, on which tier, fed
+ * by vLLM KV events with llm-d's **dual-key** scheme (reference/engine.md §4.3) and scored with
+ * **LongestPrefix** (§4.4).
+ *
+ * - Engine keys (the opaque uint64 hashes in events) map to request keys (ours, see
+ *   `request-keys.ts`). On `BlockStored` the request keys are recomputed from `token_ids`,
+ *   chained from the parent's request key (looked up through the parent's engine key) or from
+ *   the model root when the parent is null. **An unknown parent drops the event** (counted as
+ *   `unknown_parent`), as llm-d does.
+ * - The effective model is `lora_name` when present, else the topic's model.
+ * - The tier is `lowercase(medium)`, default `gpu`. A `BlockStored` without tokens (CPU offload)
+ *   resolves its request keys through the engine keys already known.
+ * - Engine block size may equal the index block size (1:1) or be a multiple m ≤
+ *   {@link KvBlockIndexOptions.maxSpan} of it (1:m); other sizes are dropped as
+ *   `block_size_mismatch` (loud, counted) rather than indexed wrongly.
+ * - `BlockRemoved` removes the (endpoint, tier) entry of each mapped request key;
+ *   `AllBlocksCleared` / {@link KvBlockIndex.clearEndpoint} invalidates every entry of an
+ *   endpoint in O(1) (per-endpoint generation counter; stale entries are skipped by lookups and
+ *   reclaimed lazily); {@link KvBlockIndex.removeEndpoint} does the same and frees its slot.
+ * - Bounds: at most `maxKeys` request keys (LRU, touched on insert) with at most
+ *   `podCacheSize` (endpoint, tier) entries each (oldest replaced), and at most `maxEngineKeys`
+ *   engine→request mappings (LRU). llm-d defaults: size 1e8, podCacheSize 10.
+ * - Extra keys (multimodal hashes, salts) are not mixed in: keys use `extra = nil` on both the
+ *   event side and the request side.
+ *
+ * Keys are uint32 pairs in typed arrays with an open-addressing map ({@link U64Map}); ingestion
+ * and lookup allocate nothing per event.
+ */
+import type { BlockRemovedEvent, BlockStoredEvent, KvEvent } from "../events/types.js";
+import { chainKeysInto, modelRootKey } from "./request-keys.js";
+import { U64Map } from "./u64-map.js";
+
+/** Tier weights of LongestPrefix (reference/engine.md §4.4). */
+export const DEFAULT_TIER_WEIGHTS: Readonly<Record<string, number>> = { gpu: 1.0, cpu: 0.8 };
+/** Weight of a tier with no configured weight (our choice; the reference names gpu and cpu only). */
+export const UNKNOWN_TIER_WEIGHT = 0.8;
+/** llm-d in-memory index defaults (reference/engine.md §4.3). */
+export const DEFAULT_MAX_KEYS = 100_000_000;
+export const DEFAULT_POD_CACHE_SIZE = 10;
+export const DEFAULT_BLOCK_SIZE = 16;
+export const DEFAULT_MAX_SPAN = 8;
+
+/** Why an event (or part of it) was not indexed. */
+export type DropReason =
+  | "unknown_parent"
+  | "block_size_mismatch"
+  | "token_count_mismatch"
+  | "unknown_engine_key";
+
+export const DROP_REASONS: readonly DropReason[] = [
+  "unknown_parent",
+  "block_size_mismatch",
+  "token_count_mismatch",
+  "unknown_engine_key",
+];
+
+/** Options of {@link KvBlockIndex}. */
+export interface KvBlockIndexOptions {
+  /** request-key block size, tokens; default 16 */
+  blockSize?: number;
+  /** hash seed of the chain root (`FNV-64a(seed)`); default "" */
+  hashSeed?: string;
+  /** max request keys (LRU); default 1e8 */
+  maxKeys?: number;
+  /** max (endpoint, tier) entries per request key; default 10 */
+  podCacheSize?: number;
+  /** max engine→request mappings (LRU); default = maxKeys */
+  maxEngineKeys?: number;
+  /** max request blocks per engine block; default 8 */
+  maxSpan?: number;
+  /** tier weights by lowercase medium; default gpu 1.0, cpu 0.8 */
+  tierWeights?: Record<string, number>;
+}
+
+/** Result of a LongestPrefix lookup, indexed by endpoint slot; views valid until the next lookup. */
+export interface PrefixScores {
+  /** Σ tier weight over the consecutive matched prefix (blocks) */
+  score: Float64Array;
+  /** consecutive matched blocks */
+  blocks: Int32Array;
+  /** number of slots in use (entries beyond are meaningless) */
+  slots: number;
+}
+
+/** Counters of the index (monotonic unless noted). */
+export interface IndexStats {
+  /** request keys currently indexed (gauge) */
+  keys: number;
+  /** engine→request mappings (gauge) */
+  engineKeys: number;
+  /** blocks stored (request-key entries added) */
+  blocksStored: number;
+  /** blocks removed */
+  blocksRemoved: number;
+  /** request keys evicted by the LRU bound */
+  keysEvicted: number;
+  /** dropped events or blocks by reason */
+  drops: Record<DropReason, number>;
+}
+
+const NONE = -1;
+
+/** LRU-ordered slot allocator with a 64-bit key per slot. */
+class LruSlab {
+  cap: number;
+  keyHi: Uint32Array;
+  keyLo: Uint32Array;
+  prev: Int32Array;
+  next: Int32Array;
+  private free: number[] = [];
+  private used = 0;
+  head = NONE; // most recently used
+  tail = NONE; // least recently used
+  count = 0;
+
+  constructor(initial: number) {
+    this.cap = initial;
+    this.keyHi = new Uint32Array(initial);
+    this.keyLo = new Uint32Array(initial);
+    this.prev = new Int32Array(initial);
+    this.next = new Int32Array(initial);
+  }
+
+  /** Allocates a slot at the MRU end; returns -1 when the slab must grow first. */
+  alloc(hi: number, lo: number): number {
+    let s: number;
+    if (this.free.length > 0) s = this.free.pop()!;
+    else if (this.used < this.cap) s = this.used++;
+    else return NONE;
+    this.keyHi[s] = hi;
+    this.keyLo[s] = lo;
+    this.linkFront(s);
+    this.count++;
+    return s;
+  }
+
+  release(s: number): void {
+    this.unlink(s);
+    this.free.push(s);
+    this.count--;
+  }
+
+  touch(s: number): void {
+    if (this.head === s) return;
+    this.unlink(s);
+    this.linkFront(s);
+  }
+
+  growTo(c: number): void {
+    const g = <T extends Uint32Array | Int32Array>(a: T, C: new (n: number) => T): T => {
+      const b = new C(c);
+      b.set(a);
+      return b;
+    };
+    this.keyHi = g(this.keyHi, Uint32Array);
+    this.keyLo = g(this.keyLo, Uint32Array);
+    this.prev = g(this.prev, Int32Array);
+    this.next = g(this.next, Int32Array);
+    this.cap = c;
+  }
+
+  private linkFront(s: number): void {
+    this.prev[s] = NONE;
+    this.next[s] = this.head;
+    if (this.head !== NONE) this.prev[this.head] = s;
+    this.head = s;
+    if (this.tail === NONE) this.tail = s;
+  }
+
+  private unlink(s: number): void {
+    const p = this.prev[s]!;
+    const n = this.next[s]!;
+    if (p !== NONE) this.next[p] = n;
+    else this.head = n;
+    if (n !== NONE) this.prev[n] = p;
+    else this.tail = p;
+  }
+}
+
+function grown<T extends Uint32Array | Int32Array | Uint8Array | Float64Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
+/** The precise KV block index (see module doc). Single-threaded; not re-entrant. */
+export class KvBlockIndex {
+  readonly blockSize: number;
+  readonly hashSeed: string;
+  readonly maxKeys: number;
+  readonly podCacheSize: number;
+  readonly maxEngineKeys: number;
+  readonly maxSpan: number;
+
+  // request keys → entries
+  private readonly rmap = new U64Map(1024);
+  private readonly rslab: LruSlab;
+  private rcount: Uint8Array;
+  private rpod: Int32Array;
+  private rgen: Uint32Array;
+  private rtier: Uint8Array;
+
+  // engine keys → request keys (span of up to maxSpan)
+  private readonly emap = new U64Map(1024);
+  private readonly eslab: LruSlab;
+  private espan: Uint8Array;
+  private ereq: Uint32Array;
+
+  // endpoints
+  private readonly slotById = new Map<string, number>();
+  private idBySlot: (string | undefined)[] = [];
+  private podGen = new Uint32Array(64);
+  private freeSlots: number[] = [];
+
+  // tiers
+  private readonly tierIds = new Map<string, number>();
+  private tierWeight = new Float64Array(16);
+  private readonly tierWeights: Record<string, number>;
+
+  // model roots
+  private readonly roots = new Map<string, [number, number]>();
+
+  // scratch
+  private scratch = new Uint32Array(2 * 1024);
+  private score = new Float64Array(64);
+  private blocks = new Int32Array(64);
+  private last = new Int32Array(64);
+  private curW = new Float64Array(64);
+
+  private readonly st: IndexStats = {
+    keys: 0,
+    engineKeys: 0,
+    blocksStored: 0,
+    blocksRemoved: 0,
+    keysEvicted: 0,
+    drops: { unknown_parent: 0, block_size_mismatch: 0, token_count_mismatch: 0, unknown_engine_key: 0 },
+  };
+
+  /** @throws RangeError on a non-positive block size, pod cache size or span */
+  constructor(opts: KvBlockIndexOptions = {}) {
+    this.blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    this.hashSeed = opts.hashSeed ?? "";
+    this.maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+    this.podCacheSize = opts.podCacheSize ?? DEFAULT_POD_CACHE_SIZE;
+    this.maxEngineKeys = opts.maxEngineKeys ?? this.maxKeys;
+    this.maxSpan = opts.maxSpan ?? DEFAULT_MAX_SPAN;
+    if (!(this.blockSize >= 1) || !(this.podCacheSize >= 1) || !(this.podCacheSize <= 255)) {
+      throw new RangeError("blockSize ≥ 1 and 1 ≤ podCacheSize ≤ 255 required");
+    }
+    if (!(this.maxSpan >= 1 && this.maxSpan <= 255) || !(this.maxKeys >= 1) || !(this.maxEngineKeys >= 1)) {
+      throw new RangeError("1 ≤ maxSpan ≤ 255, maxKeys ≥ 1 and maxEngineKeys ≥ 1 required");
+    }
+    this.tierWeights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
+    const c0 = Math.min(1024, this.maxKeys);
+    this.rslab = new LruSlab(c0);
+    const K = this.podCacheSize;
+    this.rcount = new Uint8Array(c0);
+    this.rpod = new Int32Array(c0 * K);
+    this.rgen = new Uint32Array(c0 * K);
+    this.rtier = new Uint8Array(c0 * K);
+    const e0 = Math.min(1024, this.maxEngineKeys);
+    this.eslab = new LruSlab(e0);
+    this.espan = new Uint8Array(e0);
+    this.ereq = new Uint32Array(e0 * 2 * this.maxSpan);
+  }
+
+  // ------------------------------------------------------------ endpoints and tiers
+
+  /** Slot of an endpoint (`ip:port`), created on first use. Slots are small dense integers. */
+  endpointSlot(id: string): number {
+    let s = this.slotById.get(id);
+    if (s !== undefined) return s;
+    s = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.idBySlot.length;
+    this.slotById.set(id, s);
+    this.idBySlot[s] = id;
+    if (s >= this.podGen.length) {
+      const n = this.podGen.length * 2;
+      this.podGen = grown(this.podGen, n);
+      this.score = new Float64Array(n);
+      this.blocks = new Int32Array(n);
+      this.last = new Int32Array(n);
+      this.curW = new Float64Array(n);
+    }
+    return s;
+  }
+
+  /** Endpoint id of a slot (undefined when free). */
+  endpointId(slot: number): string | undefined {
+    return this.idBySlot[slot];
+  }
+
+  /** Slot of a known endpoint, or undefined. */
+  findEndpoint(id: string): number | undefined {
+    return this.slotById.get(id);
+  }
+
+  /** Invalidates every entry of an endpoint (AllBlocksCleared, resync). O(1). */
+  clearEndpoint(slot: number): void {
+    this.podGen[slot] = (this.podGen[slot]! + 1) >>> 0;
+  }
+
+  /** Purges an endpoint that left the pool and frees its slot. No-op when unknown. */
+  removeEndpoint(id: string): void {
+    const s = this.slotById.get(id);
+    if (s === undefined) return;
+    this.clearEndpoint(s);
+    this.slotById.delete(id);
+    this.idBySlot[s] = undefined;
+    this.freeSlots.push(s);
+  }
+
+  /** Ids of the endpoints with a slot. */
+  endpoints(): string[] {
+    return [...this.slotById.keys()];
+  }
+
+  private tierId(medium: string | null): number {
+    const name = medium === null ? "gpu" : medium.toLowerCase();
+    let t = this.tierIds.get(name);
+    if (t === undefined) {
+      t = this.tierIds.size;
+      if (t >= this.tierWeight.length) this.tierWeight = grown(this.tierWeight, t * 2);
+      this.tierIds.set(name, t);
+      this.tierWeight[t] = this.tierWeights[name] ?? UNKNOWN_TIER_WEIGHT;
+    }
+    return t;
+  }
+
+  private root(model: string): [number, number] {
+    let r = this.roots.get(model);
+    if (r === undefined) {
+      const k = modelRootKey(model, this.hashSeed);
+      r = [Number(k >> 32n), Number(k & 0xffffffffn)];
+      this.roots.set(model, r);
+    }
+    return r;
+  }
+
+  /** Root request key of a model as [hi, lo] (cached). */
+  rootKey(model: string): readonly [number, number] {
+    return this.root(model);
+  }
+
+  // ------------------------------------------------------------ request-key entries
+
+  private allocReq(hi: number, lo: number): number {
+    const slab = this.rslab;
+    if (slab.count >= this.maxKeys) this.evictReq(slab.tail);
+    let s = slab.alloc(hi, lo);
+    if (s === NONE) {
+      const c = Math.min(slab.cap * 2, this.maxKeys);
+      slab.growTo(c);
+      const K = this.podCacheSize;
+      this.rcount = grown(this.rcount, c);
+      this.rpod = grown(this.rpod, c * K);
+      this.rgen = grown(this.rgen, c * K);
+      this.rtier = grown(this.rtier, c * K);
+      s = slab.alloc(hi, lo);
+    }
+    this.rcount[s] = 0;
+    this.rmap.set(hi, lo, s);
+    return s;
+  }
+
+  private evictReq(s: number): void {
+    this.rmap.delete(this.rslab.keyHi[s]!, this.rslab.keyLo[s]!);
+    this.rslab.release(s);
+    this.st.keysEvicted++;
+  }
+
+  private addEntry(hi: number, lo: number, ep: number, tier: number): void {
+    let s = this.rmap.get(hi, lo);
+    if (s === NONE) s = this.allocReq(hi, lo);
+    else this.rslab.touch(s);
+    const K = this.podCacheSize;
+    const base = s * K;
+    const gen = this.podGen[ep]!;
+    let cnt = this.rcount[s]!;
+    for (let j = 0; j < cnt; j++) {
+      if (this.rpod[base + j] === ep && this.rtier[base + j] === tier) {
+        this.rgen[base + j] = gen;
+        this.st.blocksStored++;
+        return;
+      }
+    }
+    if (cnt === K) {
+      // reclaim stale entries, then drop the oldest
+      let w = 0;
+      for (let j = 0; j < cnt; j++) {
+        const p = this.rpod[base + j]!;
+        if (this.rgen[base + j] === this.podGen[p]) {
+          this.rpod[base + w] = p;
+          this.rgen[base + w] = this.rgen[base + j]!;
+          this.rtier[base + w] = this.rtier[base + j]!;
+          w++;
+        }
+      }
+      cnt = w;
+      if (cnt === K) {
+        this.rpod.copyWithin(base, base + 1, base + K);
+        this.rgen.copyWithin(base, base + 1, base + K);
+        this.rtier.copyWithin(base, base + 1, base + K);
+        cnt--;
+      }
+    }
+    this.rpod[base + cnt] = ep;
+    this.rgen[base + cnt] = gen;
+    this.rtier[base + cnt] = tier;
+    this.rcount[s] = cnt + 1;
+    this.st.blocksStored++;
+  }
+
+  private removeEntry(hi: number, lo: number, ep: number, tier: number): void {
+    const s = this.rmap.get(hi, lo);
+    if (s === NONE) return;
+    const base = s * this.podCacheSize;
+    const cnt = this.rcount[s]!;
+    for (let j = 0; j < cnt; j++) {
+      if (this.rpod[base + j] === ep && this.rtier[base + j] === tier) {
+        const stale = this.rgen[base + j] !== this.podGen[ep];
+        this.rpod.copyWithin(base + j, base + j + 1, base + cnt);
+        this.rgen.copyWithin(base + j, base + j + 1, base + cnt);
+        this.rtier.copyWithin(base + j, base + j + 1, base + cnt);
+        this.rcount[s] = cnt - 1;
+        if (!stale) this.st.blocksRemoved++;
+        if (cnt === 1) {
+          this.rmap.delete(hi, lo);
+          this.rslab.release(s);
+        }
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ engine keys
+
+  private mapEngine(hi: number, lo: number, keys: Uint32Array, from: number, span: number): void {
+    let s = this.emap.get(hi, lo);
+    const slab = this.eslab;
+    if (s === NONE) {
+      if (slab.count >= this.maxEngineKeys) {
+        const t = slab.tail;
+        this.emap.delete(slab.keyHi[t]!, slab.keyLo[t]!);
+        slab.release(t);
+      }
+      s = slab.alloc(hi, lo);
+      if (s === NONE) {
+        const c = Math.min(slab.cap * 2, this.maxEngineKeys);
+        slab.growTo(c);
+        this.espan = grown(this.espan, c);
+        this.ereq = grown(this.ereq, c * 2 * this.maxSpan);
+        s = slab.alloc(hi, lo);
+      }
+      this.emap.set(hi, lo, s);
+    } else {
+      slab.touch(s);
+    }
+    this.espan[s] = span;
+    const o = s * 2 * this.maxSpan;
+    for (let k = 0; k < 2 * span; k++) this.ereq[o + k] = keys[2 * from + k]!;
+  }
+
+  // ------------------------------------------------------------ events
+
+  /**
+   * Applies one event of endpoint `ep` (slot) whose topic names `model`.
+   * @returns null when fully applied, else the reason the event (or some of its blocks) was
+   *   dropped (also counted in {@link stats})
+   */
+  apply(ep: number, model: string, e: KvEvent): DropReason | null {
+    if (e.type === "BlockStored") return this.applyStored(ep, model, e);
+    if (e.type === "BlockRemoved") return this.applyRemoved(ep, e);
+    this.clearEndpoint(ep);
+    return null;
+  }
+
+  /** See {@link apply}. */
+  applyStored(ep: number, model: string, e: BlockStoredEvent): DropReason | null {
+    const hashes = e.blockHashes;
+    const nE = hashes.length >>> 1;
+    if (nE === 0) return null;
+    const tier = this.tierId(e.medium);
+    const tokens = e.tokenIds;
+    if (tokens.length === 0) {
+      // tier-only store (e.g. CPU offload): resolve through known engine keys
+      let miss = false;
+      for (let i = 0; i < nE; i++) {
+        const s = this.emap.get(hashes[2 * i]!, hashes[2 * i + 1]!);
+        if (s === NONE) {
+          miss = true;
+          continue;
+        }
+        const o = s * 2 * this.maxSpan;
+        for (let k = 0; k < this.espan[s]!; k++)
+          this.addEntry(this.ereq[o + 2 * k]!, this.ereq[o + 2 * k + 1]!, ep, tier);
+      }
+      return miss ? this.drop("unknown_engine_key") : null;
+    }
+    const ebs = tokens.length / nE;
+    if (!Number.isInteger(ebs) || (e.blockSize > 0 && e.blockSize !== ebs))
+      return this.drop("token_count_mismatch");
+    const bs = this.blockSize;
+    const span = ebs / bs;
+    if (!Number.isInteger(span) || span > this.maxSpan) return this.drop("block_size_mismatch");
+    let ph: number;
+    let pl: number;
+    const parent = e.parentBlockHash;
+    if (parent === null) {
+      const r = this.root(e.loraName ?? model);
+      ph = r[0];
+      pl = r[1];
+    } else {
+      const s = this.emap.get(parent.hi, parent.lo);
+      if (s === NONE) return this.drop("unknown_parent");
+      const o = s * 2 * this.maxSpan + 2 * (this.espan[s]! - 1);
+      ph = this.ereq[o]!;
+      pl = this.ereq[o + 1]!;
+    }
+    const nR = nE * span;
+    if (this.scratch.length < 2 * nR) this.scratch = new Uint32Array(2 * nR * 2);
+    const keys = this.scratch;
+    chainKeysInto(ph, pl, tokens, tokens.length, bs, keys);
+    for (let i = 0; i < nE; i++) {
+      this.mapEngine(hashes[2 * i]!, hashes[2 * i + 1]!, keys, i * span, span);
+      for (let k = i * span; k < (i + 1) * span; k++) this.addEntry(keys[2 * k]!, keys[2 * k + 1]!, ep, tier);
+    }
+    return null;
+  }
+
+  /** See {@link apply}. */
+  applyRemoved(ep: number, e: BlockRemovedEvent): DropReason | null {
+    const hashes = e.blockHashes;
+    const tier = this.tierId(e.medium);
+    let miss = false;
+    for (let i = 0; i < hashes.length >>> 1; i++) {
+      const s = this.emap.get(hashes[2 * i]!, hashes[2 * i + 1]!);
+      if (s === NONE) {
+        miss = true;
+        continue;
+      }
+      const o = s * 2 * this.maxSpan;
+      for (let k = 0; k < this.espan[s]!; k++)
+        this.removeEntry(this.ereq[o + 2 * k]!, this.ereq[o + 2 * k + 1]!, ep, tier);
+    }
+    return miss ? this.drop("unknown_engine_key") : null;
+  }
+
+  private drop(r: DropReason): DropReason {
+    this.st.drops[r]++;
+    return r;
+  }
+
+  // ------------------------------------------------------------ lookup
+
+  /**
+   * LongestPrefix over request keys (interleaved pairs, `nKeys` of them): per endpoint, the sum
+   * of tier weights (max over tiers of a block) over its consecutive matches from block 0; an
+   * endpoint drops out at its first miss; the walk stops when no endpoint matched a block.
+   * Returned arrays are reused by the next call.
+   */
+  longestPrefix(keys: Uint32Array, nKeys = keys.length >>> 1): PrefixScores {
+    const n = this.idBySlot.length;
+    const { score, blocks, last, curW, podGen, tierWeight } = this;
+    score.fill(0, 0, n);
+    blocks.fill(0, 0, n);
+    last.fill(-1, 0, n);
+    const K = this.podCacheSize;
+    for (let i = 0; i < nKeys; i++) {
+      const s = this.rmap.get(keys[2 * i]!, keys[2 * i + 1]!);
+      if (s === NONE) break;
+      const base = s * K;
+      const cnt = this.rcount[s]!;
+      let any = false;
+      for (let j = base; j < base + cnt; j++) {
+        const p = this.rpod[j]!;
+        if (this.rgen[j] !== podGen[p]) continue;
+        const w = tierWeight[this.rtier[j]!]!;
+        const l = last[p]!;
+        if (l === i - 1) {
+          last[p] = i;
+          blocks[p] = i + 1;
+          score[p] += w;
+          curW[p] = w;
+          any = true;
+        } else if (l === i && w > curW[p]!) {
+          score[p] += w - curW[p]!;
+          curW[p] = w;
+        }
+      }
+      if (!any) break;
+    }
+    return { score, blocks, slots: n };
+  }
+
+  /** Number of live (endpoint, tier) entries of a request key for an endpoint (tests, doctor). */
+  entriesOf(hi: number, lo: number, endpointId: string): string[] {
+    const s = this.rmap.get(hi, lo);
+    const ep = this.slotById.get(endpointId);
+    if (s === NONE || ep === undefined) return [];
+    const out: string[] = [];
+    const base = s * this.podCacheSize;
+    const names = [...this.tierIds.keys()];
+    for (let j = base; j < base + this.rcount[s]!; j++) {
+      if (this.rpod[j] === ep && this.rgen[j] === this.podGen[ep]) out.push(names[this.rtier[j]!]!);
+    }
+    return out;
+  }
+
+  /** Counters (a snapshot; `keys` and `engineKeys` are current sizes). */
+  stats(): IndexStats {
+    return {
+      ...this.st,
+      keys: this.rslab.count,
+      engineKeys: this.eslab.count,
+      drops: { ...this.st.drops },
+    };
+  }
+}
