@@ -541,6 +541,7 @@ async function inference(
       "cache-control": "no-cache",
       connection: "keep-alive",
     });
+    res.flushHeaders();
     const object = isChat ? "chat.completion.chunk" : "text_completion";
     const send = (choices: unknown[], usage?: unknown) => {
       if (res.destroyed) return;

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { REQUEST_ID } from "../framework/headers.js";
+import { words } from "./contract.js";
+import { SimEngine } from "./engines/sim/engine.js";
+import { type RunningModelServer, startModelServer } from "./server.js";
+
+const json = (b: unknown) => ({
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify(b),
+});
+
+function metricValue(text: string, name: string, labelPart = ""): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(labelPart));
+  assert.ok(line, `metric ${name} ${labelPart}`);
+  return Number(line.split(" ").pop());
+}
+
+describe("model server with the sim engine (echo mode)", () => {
+  let srv: RunningModelServer;
+  let engine: SimEngine;
+  let client: OpenAI;
+  before(async () => {
+    engine = new SimEngine({
+      model: "base/m",
+      mode: "echo",
+      timeScale: 1000,
+      maxModelLen: 512,
+      historySize: 100,
+    });
+    srv = await startModelServer({ engine, servedModelNames: ["alias-a", "alias-b"] });
+    client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: "x", maxRetries: 0 });
+  });
+  after(() => srv.close());
+
+  it("serves every --served-model-name and labels metrics with the first", async () => {
+    const list = await client.models.list();
+    assert.deepEqual(
+      list.data.map((m) => m.id),
+      ["alias-a", "alias-b"],
+    );
+    assert.equal((list.data[0] as unknown as { root: string }).root, "base/m");
+    const r = await client.chat.completions.create({
+      model: "alias-b",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    assert.equal(r.model, "alias-b");
+    const r2 = await fetch(`${srv.url}/v1/completions`, json({ model: "base/m", prompt: "x" }));
+    assert.equal(r2.status, 404, "the base name is not served when aliases are given");
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(text, /vllm:num_requests_running\{model_name="alias-a",engine="0"\} 0/);
+  });
+
+  it("echoes the last user message (chat) and the prompt (completions)", async () => {
+    const c = await client.chat.completions.create({
+      model: "alias-a",
+      messages: [
+        { role: "user", content: "first question" },
+        { role: "assistant", content: "answer" },
+        { role: "user", content: "the second  question\nhere" },
+      ],
+    });
+    assert.equal(c.choices[0]!.message.content, "the second  question\nhere");
+    assert.equal(c.choices[0]!.finish_reason, "stop");
+    assert.equal(c.usage?.completion_tokens, 4);
+    const t = await client.completions.create({ model: "alias-a", prompt: "a b c d e", max_tokens: 3 });
+    assert.equal(t.choices[0]!.text, "a b c");
+    assert.equal(t.choices[0]!.finish_reason, "length");
+    const ids = await client.completions.create({
+      model: "alias-a",
+      prompt: engine.tokenizer.encode("p q"),
+      max_tokens: 5,
+    });
+    assert.equal(ids.choices[0]!.text, "p q");
+  });
+
+  it("chat default max_tokens is max_model_len − prompt", async () => {
+    const content = words(400);
+    const c = await client.chat.completions.create({
+      model: "alias-a",
+      messages: [{ role: "user", content }],
+    });
+    // prompt = 400 words + 2 template tokens folded into first/last; output truncated by the limit
+    const prompt = c.usage!.prompt_tokens;
+    assert.equal(c.usage!.completion_tokens, Math.min(400, 512 - prompt));
+  });
+
+  it("honours stop strings (non-stream and stream), excluding the stop text", async () => {
+    const c = await client.completions.create({
+      model: "alias-a",
+      prompt: "one two three four five",
+      max_tokens: 10,
+      stop: [" thr", "zzz"],
+    });
+    assert.equal(c.choices[0]!.text, "one two");
+    assert.equal(c.choices[0]!.finish_reason, "stop");
+    assert.equal((c.choices[0] as unknown as { stop_reason: string }).stop_reason, " thr");
+    const s = await client.chat.completions.create({
+      model: "alias-a",
+      messages: [{ role: "user", content: "alpha beta gamma delta" }],
+      stop: "gamma",
+      stream: true,
+    });
+    let text = "";
+    const reasons: (string | null)[] = [];
+    for await (const ch of s) {
+      for (const x of ch.choices) {
+        text += x.delta.content ?? "";
+        reasons.push(x.finish_reason);
+      }
+    }
+    assert.equal(text, "alpha beta ");
+    assert.equal(reasons.filter((r) => r !== null).join(), "stop");
+    assert.equal(engine.stats().running, 0);
+  });
+
+  it("echoes x-request-id in the stream chunk ids", async () => {
+    const res = await fetch(`${srv.url}/v1/chat/completions`, {
+      ...json({ model: "alias-a", messages: [{ role: "user", content: "x" }], stream: true }),
+      headers: { "content-type": "application/json", [REQUEST_ID]: "rid-42" },
+    });
+    assert.equal(res.headers.get(REQUEST_ID), "rid-42");
+    const text = await res.text();
+    const ids = text
+      .split("\n\n")
+      .filter((l) => l.startsWith("data: {"))
+      .map((l) => (JSON.parse(l.slice(6)) as { id: string }).id);
+    assert.ok(ids.length >= 2);
+    for (const id of ids) assert.equal(id, "chatcmpl-rid-42");
+  });
+
+  it("reports n > 1 and multiple prompts as unsupported (400)", async () => {
+    for (const body of [
+      { model: "alias-a", prompt: "x", n: 2 },
+      { model: "alias-a", prompt: ["x", "y"] },
+    ]) {
+      const r = await fetch(`${srv.url}/v1/completions`, json(body));
+      assert.equal(r.status, 400);
+      assert.match(((await r.json()) as { error: { message: string } }).error.message, /not supported/);
+    }
+  });
+
+  it("metrics counters equal the engine's counts", async () => {
+    const before = engine.stats();
+    await client.completions.create({ model: "alias-a", prompt: words(40, "m"), max_tokens: 3 });
+    await client.completions.create({ model: "alias-a", prompt: words(40, "m"), max_tokens: 3 });
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    const s = engine.stats();
+    assert.equal(s.promptTokens - before.promptTokens, 80);
+    assert.equal(s.prefixCacheHits - before.prefixCacheHits, 32);
+    assert.equal(metricValue(text, "vllm:prompt_tokens_total"), s.promptTokens);
+    assert.equal(metricValue(text, "vllm:generation_tokens_total"), s.generationTokens);
+    assert.equal(metricValue(text, "vllm:prefix_cache_hits_total"), s.prefixCacheHits);
+    assert.equal(metricValue(text, "vllm:prefix_cache_queries_total"), s.prefixCacheQueries);
+    assert.equal(metricValue(text, "vllm:kv_cache_usage_perc"), 0);
+    const text2 = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.equal(
+      metricValue(text2, "vllm:prompt_tokens_total"),
+      s.promptTokens,
+      "a second scrape does not double-count",
+    );
+    assert.equal(
+      metricValue(text, "vllm:request_prompt_tokens_count"),
+      metricValue(text, "vllm:e2e_request_latency_seconds_count"),
+    );
+  });
+});
+
+describe("model server with the sim engine: load effects", () => {
+  it("returns 429 when the waiting queue is full, and gauges show running/waiting/usage", async () => {
+    const engine = new SimEngine({
+      mode: "random",
+      timeScale: 1,
+      interTokenLatencyMs: 2,
+      prefillOverheadMs: 0,
+      prefillTimePerTokenMs: 0,
+      maxNumSeqs: 1,
+      maxWaitingQueueLength: 1,
+    });
+    const srv = await startModelServer({ engine, enablePromptTokensDetails: false });
+    try {
+      const body = {
+        model: "llmd/sim-8b",
+        prompt: words(20),
+        max_tokens: 2000,
+        ignore_eos: true,
+        stream: true,
+      };
+      const ac = new AbortController();
+      const first = await fetch(`${srv.url}/v1/completions`, { ...json(body), signal: ac.signal });
+      assert.equal(first.status, 200);
+      const r1 = first.body!.getReader();
+      await r1.read();
+      const second = await fetch(`${srv.url}/v1/completions`, { ...json(body), signal: ac.signal });
+      assert.equal(second.status, 200);
+      const third = await fetch(`${srv.url}/v1/completions`, json(body));
+      assert.equal(third.status, 429);
+      const err = (await third.json()) as { error: { type: string; code: number; message: string } };
+      assert.equal(err.error.type, "RateLimitError");
+      assert.equal(err.error.code, 429);
+      assert.match(err.error.message, /waiting requests queue is full/);
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      assert.equal(metricValue(text, "vllm:num_requests_running"), 1);
+      assert.equal(metricValue(text, "vllm:num_requests_waiting"), 1);
+      assert.ok(metricValue(text, "vllm:kv_cache_usage_perc") > 0);
+      ac.abort();
+      await r1.cancel().catch(() => {});
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("omits prompt_tokens_details when disabled (null non-stream)", async () => {
+    const srv = await startModelServer({ sim: { timeScale: 1000 }, enablePromptTokensDetails: false });
+    try {
+      const r = (await (
+        await fetch(`${srv.url}/v1/completions`, json({ model: "llmd/sim-8b", prompt: "a", max_tokens: 1 }))
+      ).json()) as { usage: Record<string, unknown> };
+      assert.equal(r.usage.prompt_tokens_details, null);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("counts preemptions in vllm:num_preemptions_total", async () => {
+    const engine = new SimEngine({ mode: "echo", timeScale: 1000, numGpuBlocks: 6, blockSize: 4 });
+    const srv = await startModelServer({ engine });
+    try {
+      const body = (p: string) => json({ model: "llmd/sim-8b", prompt: p, max_tokens: 8, ignore_eos: true });
+      const rs = await Promise.all([
+        fetch(`${srv.url}/v1/completions`, body(words(8, "a"))),
+        fetch(`${srv.url}/v1/completions`, body(words(8, "c"))),
+      ]);
+      for (const r of rs) assert.equal(r.status, 200);
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      assert.ok(engine.stats().preemptions >= 1);
+      assert.equal(metricValue(text, "vllm:num_preemptions_total"), engine.stats().preemptions);
+    } finally {
+      await srv.close();
+    }
+  });
+});
