@@ -21,10 +21,17 @@ import { EppError } from "../framework/errors.js";
 import * as H from "../framework/headers.js";
 import { ROLE_LABEL } from "../framework/labels.js";
 import type { ResponseInfo } from "../framework/plugin.js";
-import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/types.js";
+import {
+  DISAGG_DECISION,
+  type DisaggDecision,
+  type Endpoint,
+  type InferenceRequest,
+  type SchedulingResult,
+} from "../framework/types.js";
 import { logger } from "../log.js";
 import type { EppMetrics, RequestLabels } from "../metrics/epp.js";
 import { cleanClientHeaders, readBody, sendError, sendJson, upstreamResponseHeaders } from "./http-util.js";
+import { decodeBody, runPrefill } from "./pd-coordinator.js";
 import { UsageTracker } from "./usage.js";
 
 const log = logger.child({ component: "router" });
@@ -69,6 +76,10 @@ export interface RouterOptions {
   upstreamBodyTimeoutMs?: number;
   /** connections per upstream endpoint (default 128) */
   upstreamConnections?: number;
+  /** P/D: retries of the prefill leg on 502/503/504 (default 1) */
+  prefillMaxRetries?: number;
+  /** P/D: backoff before the first prefill retry, ms (default 200) */
+  prefillRetryBackoffMs?: number;
 }
 
 /** A running router. */
@@ -103,16 +114,17 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
   };
   opts.store.on("removed", onRemoved);
 
-  const poolFor = (ep: Endpoint): Pool => {
-    let p = pools.get(ep.metadata.hostPort);
+  const poolFor = (ep: Endpoint): Pool => poolForHost(ep.metadata.hostPort);
+  const poolForHost = (hostPort: string): Pool => {
+    let p = pools.get(hostPort);
     if (!p) {
-      p = new Pool(`http://${ep.metadata.hostPort}`, {
+      p = new Pool(`http://${hostPort}`, {
         connections: opts.upstreamConnections ?? 128,
         keepAliveTimeout: 60_000,
         headersTimeout: opts.upstreamHeadersTimeoutMs ?? 600_000,
         bodyTimeout: opts.upstreamBodyTimeoutMs ?? 300_000,
       });
-      pools.set(ep.metadata.hostPort, p);
+      pools.set(hostPort, p);
     }
     return p;
   };
@@ -199,11 +211,21 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       fail(e, e instanceof EppError ? e.code : "Internal");
       throw e;
     });
-    // Body: forwarded unchanged unless the target model was rewritten.
-    const body =
-      ireq.targetModel !== ireq.incomingModel
-        ? JSON.stringify({ ...parsed.raw, model: ireq.targetModel })
-        : raw;
+    const decision = ireq.attributes.get(DISAGG_DECISION) as DisaggDecision | undefined;
+    if (decision) {
+      opts.metrics.disaggDecisionTotal.inc(
+        decision.pluginName,
+        decision.pluginType,
+        ireq.targetModel,
+        decision.decisionType,
+      );
+    }
+    // Body: forwarded unchanged unless the target model was rewritten or P/D adds kv_transfer_params.
+    const targetBody =
+      ireq.targetModel !== ireq.incomingModel ? { ...parsed.raw, model: ireq.targetModel } : parsed.raw;
+    let body: Buffer | string = targetBody === parsed.raw ? raw : JSON.stringify(targetBody);
+    const prefiller = ireq.headers[H.PREFILLER_HOST_PORT];
+    delete ireq.headers[H.PREFILLER_HOST_PORT];
     const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
 
     opts.metrics.requestRunning.inc(labels);
@@ -216,6 +238,32 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       }
     });
     try {
+      if (prefiller) {
+        // P/D: the router is the coordinator (the sidecar's NIXL v2 flow, reference/epp.md §4.3).
+        const pre = await runPrefill({
+          dispatcher: poolForHost(prefiller.split(",")[0]!.trim()),
+          path,
+          body: targetBody,
+          headers: upstreamHeaders,
+          maxRetries: opts.prefillMaxRetries ?? 1,
+          retryBackoffMs: opts.prefillRetryBackoffMs ?? 200,
+          signal: abort.signal,
+        });
+        if (!pre.ok) {
+          opts.metrics.requestErrorTotal.inc(labels, "ModelServerError");
+          res.writeHead(pre.status, { "content-type": pre.contentType, [H.REQUEST_ID]: requestId });
+          res.end(pre.body);
+          return;
+        }
+        if (!pre.kvTransferParams) {
+          log.warn(
+            { prefiller, requestId },
+            "prefill response had no kv_transfer_params; decoding without a transfer",
+          );
+        } else {
+          body = JSON.stringify(decodeBody(targetBody, pre.kvTransferParams));
+        }
+      }
       let upstream: Awaited<ReturnType<Pool["request"]>> | undefined;
       let served: Endpoint | undefined;
       let lastErr: unknown;
