@@ -124,7 +124,8 @@ export class ApproxPrefixCacheProducer implements DataProducer, PreRequest {
     this.stateKey = `approx-prefix-state/${name}`;
     this.index = new PrefixLruIndex(this.params.lruCapacityPerServer);
     this.lastPurge = now();
-    if (this.params.blockSizeTokens < MIN_BLOCK_SIZE_TOKENS) {
+    const bs = this.params.blockSizeTokens;
+    if (bs < MIN_BLOCK_SIZE_TOKENS && bs !== DEFAULT_BLOCK_SIZE_TOKENS) {
       log.info(
         { blockSizeTokens: this.params.blockSizeTokens, minimum: MIN_BLOCK_SIZE_TOKENS },
         "configured blockSizeTokens is below the minimum; it is raised at request time",
