@@ -76,14 +76,17 @@ export function loadProtos(): LoadedProtos {
 
 // ---- Message shapes (keepCase, as decoded with the options above) ----
 
-/** `google.protobuf.Value` as decoded (oneof `kind`). */
+/**
+ * `google.protobuf.Value` as decoded (oneof `kind`). protobufjs bundles the well-known types
+ * with camelCase field names (`stringValue`…), which `keepCase` does not change.
+ */
 export interface PbValue {
-  null_value?: string | null;
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: PbStruct | null;
-  list_value?: { values: PbValue[] } | null;
+  nullValue?: string | null;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: PbStruct | null;
+  listValue?: { values: PbValue[] } | null;
   kind?: string;
 }
 
@@ -159,12 +162,12 @@ export interface PbProcessingResponse {
 
 /** Converts a plain JSON value into a `google.protobuf.Value`. */
 export function toPbValue(v: unknown): PbValue {
-  if (v === null || v === undefined) return { null_value: "NULL_VALUE" };
-  if (typeof v === "number") return { number_value: v };
-  if (typeof v === "string") return { string_value: v };
-  if (typeof v === "boolean") return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toPbValue) } };
-  return { struct_value: toPbStruct(v as Record<string, unknown>) };
+  if (v === null || v === undefined) return { nullValue: "NULL_VALUE" };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "string") return { stringValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toPbValue) } };
+  return { structValue: toPbStruct(v as Record<string, unknown>) };
 }
 
 /** Converts a plain JSON object into a `google.protobuf.Struct`. */
@@ -178,25 +181,25 @@ export function toPbStruct(o: Record<string, unknown>): PbStruct {
 export function fromPbValue(v: PbValue | null | undefined): unknown {
   if (!v) return null;
   switch (v.kind) {
-    case "number_value":
-      return v.number_value;
-    case "string_value":
-      return v.string_value;
-    case "bool_value":
-      return v.bool_value;
-    case "struct_value":
-      return fromPbStruct(v.struct_value);
-    case "list_value":
-      return (v.list_value?.values ?? []).map(fromPbValue);
-    case "null_value":
+    case "numberValue":
+      return v.numberValue;
+    case "stringValue":
+      return v.stringValue;
+    case "boolValue":
+      return v.boolValue;
+    case "structValue":
+      return fromPbStruct(v.structValue);
+    case "listValue":
+      return (v.listValue?.values ?? []).map(fromPbValue);
+    case "nullValue":
       return null;
     default:
       // encoder-side objects carry no `kind`
-      if (v.string_value !== undefined && v.string_value !== "") return v.string_value;
-      if (v.struct_value) return fromPbStruct(v.struct_value);
-      if (v.list_value) return v.list_value.values.map(fromPbValue);
-      if (v.number_value !== undefined && v.number_value !== 0) return v.number_value;
-      if (v.bool_value) return true;
+      if (v.stringValue !== undefined && v.stringValue !== "") return v.stringValue;
+      if (v.structValue) return fromPbStruct(v.structValue);
+      if (v.listValue) return v.listValue.values.map(fromPbValue);
+      if (v.numberValue !== undefined && v.numberValue !== 0) return v.numberValue;
+      if (v.boolValue) return true;
       return null;
   }
 }
