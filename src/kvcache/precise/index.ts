@@ -215,6 +215,8 @@ export class KvBlockIndex {
 
   // tiers
   private readonly tierIds = new Map<string, number>();
+  /** medium as received (null → "") → tier id, so the hot path does not lower-case */
+  private readonly rawTierIds = new Map<string, number>();
   private tierWeight = new Float64Array(16);
   private readonly tierWeights: Record<string, number>;
 
@@ -316,6 +318,9 @@ export class KvBlockIndex {
   }
 
   private tierId(medium: string | null): number {
+    const raw = medium ?? "";
+    const known = this.rawTierIds.get(raw);
+    if (known !== undefined) return known;
     const name = medium === null ? "gpu" : medium.toLowerCase();
     let t = this.tierIds.get(name);
     if (t === undefined) {
@@ -324,6 +329,7 @@ export class KvBlockIndex {
       this.tierIds.set(name, t);
       this.tierWeight[t] = this.tierWeights[name] ?? UNKNOWN_TIER_WEIGHT;
     }
+    this.rawTierIds.set(raw, t);
     return t;
   }
 

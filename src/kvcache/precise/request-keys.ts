@@ -21,64 +21,19 @@ const OFFSET_HI = 0xcbf29ce4;
 const OFFSET_LO = 0x84222325;
 /** FNV-64 prime is 2^40 + 0x1b3. */
 const PRIME_LOW = 0x1b3;
-const TWO32 = 4294967296;
-
-// Running FNV state (module-level to avoid allocation; every public function resets it).
-let H = 0;
-let L = 0;
-
-function byte(b: number): void {
-  // h ^= b; h *= 2^40 + 435  (mod 2^64), with h = H·2^32 + L
-  const l = (L ^ b) >>> 0;
-  const t = l * PRIME_LOW; // < 2^41, exact
-  const tl = t >>> 0;
-  H = (H * PRIME_LOW + (t - tl) / TWO32 + (l << 8)) >>> 0;
-  L = tl;
-}
-
-/** CBOR head of major type `major` with argument `n` (0 ≤ n < 2^32). */
-function head(major: number, n: number): void {
-  const m = major << 5;
-  if (n < 24) byte(m | n);
-  else if (n < 0x100) {
-    byte(m | 24);
-    byte(n);
-  } else if (n < 0x10000) {
-    byte(m | 25);
-    byte(n >>> 8);
-    byte(n & 0xff);
-  } else {
-    byte(m | 26);
-    byte(n >>> 24);
-    byte((n >>> 16) & 0xff);
-    byte((n >>> 8) & 0xff);
-    byte(n & 0xff);
-  }
-}
-
-/** CBOR unsigned integer hi·2^32 + lo, shortest form. */
-function uint64(hi: number, lo: number): void {
-  if (hi === 0) {
-    head(0, lo);
-    return;
-  }
-  byte(0x1b);
-  byte(hi >>> 24);
-  byte((hi >>> 16) & 0xff);
-  byte((hi >>> 8) & 0xff);
-  byte(hi & 0xff);
-  byte(lo >>> 24);
-  byte((lo >>> 16) & 0xff);
-  byte((lo >>> 8) & 0xff);
-  byte(lo & 0xff);
-}
 
 /** FNV-64a of a byte string, as a bigint (test and slow-path helper). */
 export function fnv64a(bytes: Uint8Array): bigint {
-  H = OFFSET_HI;
-  L = OFFSET_LO;
-  for (let i = 0; i < bytes.length; i++) byte(bytes[i]!);
-  return (BigInt(H) << 32n) | BigInt(L);
+  let hi = OFFSET_HI | 0;
+  let lo = OFFSET_LO | 0;
+  for (let i = 0; i < bytes.length; i++) {
+    lo ^= bytes[i]!;
+    const x = (lo & 0xffff) * PRIME_LOW;
+    const y = (lo >>> 16) * PRIME_LOW + (x >>> 16);
+    hi = (Math.imul(hi, PRIME_LOW) + (y >>> 16) + (lo << 8)) | 0;
+    lo = (y << 16) | (x & 0xffff);
+  }
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
 /** A value of the `extra` slot: nil, integers, strings, byte strings, arrays, string-keyed maps. */
@@ -175,10 +130,35 @@ export function modelRootKey(modelName: string, hashSeed = ""): bigint {
   return requestKey(initHash(hashSeed), null, modelName);
 }
 
+/** Scratch buffer of one block's CBOR bytes (grown on demand). */
+let blockBuf = new Uint8Array(1024);
+
+/** Writes a CBOR head of major type `major` with argument `n` (0 ≤ n < 2^32) at `p`; returns the new offset. */
+function putHead(buf: Uint8Array, p: number, major: number, n: number): number {
+  const m = major << 5;
+  if (n < 24) buf[p++] = m | n;
+  else if (n < 0x100) {
+    buf[p++] = m | 24;
+    buf[p++] = n;
+  } else if (n < 0x10000) {
+    buf[p++] = m | 25;
+    buf[p++] = n >>> 8;
+    buf[p++] = n & 0xff;
+  } else {
+    buf[p++] = m | 26;
+    buf[p++] = n >>> 24;
+    buf[p++] = (n >>> 16) & 0xff;
+    buf[p++] = (n >>> 8) & 0xff;
+    buf[p++] = n & 0xff;
+  }
+  return p;
+}
+
 /**
  * Chained request keys of the full `blockSize` chunks of `tokens[0 .. length)`, starting from
  * `parent` (a root key or the key of the block before), with `extra = nil` for every block.
- * Fast path: no allocation besides `out`.
+ * Fast path: the CBOR bytes of a block go to a reused scratch buffer and FNV-64a runs over it
+ * with local uint32 halves (no allocation besides `out`).
  *
  * @param parentHi high 32 bits of the parent key
  * @param parentLo low 32 bits of the parent key
@@ -198,23 +178,48 @@ export function chainKeysInto(
 ): number {
   if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
   const n = Math.floor(length / blockSize);
-  let ph = parentHi;
-  let pl = parentLo;
+  const need = 16 + 5 * blockSize;
+  if (blockBuf.length < need) blockBuf = new Uint8Array(need * 2);
+  const buf = blockBuf;
+  let ph = parentHi >>> 0;
+  let pl = parentLo >>> 0;
   let t = 0;
   for (let k = 0; k < n; k++) {
-    H = OFFSET_HI;
-    L = OFFSET_LO;
-    byte(0x83);
-    uint64(ph, pl);
-    head(4, blockSize);
-    for (let e = t + blockSize; t < e; t++) {
-      const v = tokens[t]!;
-      if (v < 24) byte(v);
-      else head(0, v >>> 0);
+    // CBOR [parent, [tokens…], null]
+    let p = 0;
+    buf[p++] = 0x83;
+    if (ph === 0) p = putHead(buf, p, 0, pl);
+    else {
+      buf[p++] = 0x1b;
+      buf[p++] = ph >>> 24;
+      buf[p++] = (ph >>> 16) & 0xff;
+      buf[p++] = (ph >>> 8) & 0xff;
+      buf[p++] = ph & 0xff;
+      buf[p++] = pl >>> 24;
+      buf[p++] = (pl >>> 16) & 0xff;
+      buf[p++] = (pl >>> 8) & 0xff;
+      buf[p++] = pl & 0xff;
     }
-    byte(0xf6);
-    ph = H;
-    pl = L;
+    p = putHead(buf, p, 4, blockSize);
+    for (const e = t + blockSize; t < e; t++) {
+      const v = tokens[t]! >>> 0;
+      if (v < 24) buf[p++] = v;
+      else p = putHead(buf, p, 0, v);
+    }
+    buf[p++] = 0xf6;
+    // FNV-64a: h ^= b; h *= 2^40 + 435 (mod 2^64), h = hi·2^32 + lo
+    let hi = OFFSET_HI | 0;
+    let lo = OFFSET_LO | 0;
+    for (let i = 0; i < p; i++) {
+      // lo·435 split in 16-bit halves so that every step stays in small-integer arithmetic
+      lo ^= buf[i]!;
+      const x = (lo & 0xffff) * PRIME_LOW;
+      const y = (lo >>> 16) * PRIME_LOW + (x >>> 16);
+      hi = (Math.imul(hi, PRIME_LOW) + (y >>> 16) + (lo << 8)) | 0;
+      lo = (y << 16) | (x & 0xffff);
+    }
+    ph = hi >>> 0;
+    pl = lo >>> 0;
     out[2 * (outOffset + k)] = ph;
     out[2 * (outOffset + k) + 1] = pl;
   }
