@@ -187,6 +187,12 @@ export function registerServe(program: Command): void {
     const log = logger.child({ component: "serve" });
     const server = await startModelServer(opts);
     const info = server.engine.info;
+    if (info.maxModelLen > info.numGpuBlocks * info.blockSize) {
+      log.warn(
+        { maxModelLen: info.maxModelLen, kvCacheTokens: info.numGpuBlocks * info.blockSize },
+        "max-model-len exceeds the KV cache (kv-cache-size × block-size): requests needing more blocks than the cache get 400",
+      );
+    }
     log.info(
       {
         url: server.url,

@@ -356,6 +356,12 @@ export function runModelServerContract(name: string, makeEngine: () => Engine | 
         400,
       );
       assert.match(long.message, new RegExp(`maximum context length is ${engine.info.maxModelLen} tokens`));
+      await expectError(
+        await post("/v1/completions", JSON.stringify({ model, prompt: "x", max_tokens: 2, min_tokens: 3 })),
+        400,
+        "min_tokens",
+      );
+      await expectError(await post("/v1/completions", JSON.stringify({ model, prompt: "" })), 400, "prompt");
       await stillServing();
       const big = Buffer.alloc(1024 * 1024 + 10, 0x20);
       await expectError(await post("/v1/completions", big), 413);

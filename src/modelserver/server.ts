@@ -471,6 +471,13 @@ async function inference(
   const requested = requestedMaxTokens(parsed);
   const maxTokens = requested ?? (parsed.kind === "completions" ? DEFAULT_COMPLETION_MAX_TOKENS : maxLen - p);
   if (maxTokens < 1) throw badRequest(`max_tokens must be at least 1, got ${maxTokens}.`, "max_tokens");
+  const minTokens = body.min_tokens ?? 0;
+  if (minTokens > maxTokens) {
+    throw badRequest(
+      `min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`,
+      "min_tokens",
+    );
+  }
   if (p + maxTokens > maxLen) {
     throw badRequest(
       `This model's maximum context length is ${maxLen} tokens. However, you requested ${p + maxTokens} tokens (${p} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
@@ -488,7 +495,7 @@ async function inference(
     echoTokens: echo,
     params: {
       maxTokens,
-      minTokens: body.min_tokens ?? 0,
+      minTokens,
       ignoreEos: body.ignore_eos ?? false,
       seed: body.seed ?? undefined,
       temperature: body.temperature ?? undefined,

@@ -43,6 +43,21 @@ describe("SimTokenizer", () => {
     assert.deepEqual(new SimTokenizer().encode("x y z"), new SimTokenizer().encode("x y z"));
   });
 
+  it("hashes the UTF-8 bytes (non-ASCII included)", () => {
+    const ref = (s: string) => {
+      let h = 0x811c9dc5;
+      for (const b of Buffer.from(s, "utf8")) h = Math.imul(h ^ b, 0x01000193);
+      return h & 0x7fffffff;
+    };
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme", maxLength: 30 }), (s) => {
+        assert.equal(tokenId(s), ref(s));
+      }),
+      { numRuns: 300 },
+    );
+    assert.equal(tokenId(" émoji🎉"), ref(" émoji🎉"));
+  });
+
   it("decodes unknown ids to a placeholder", () => {
     const t = new SimTokenizer();
     assert.equal(t.decodeOne(12345), "<|tok_12345|>");

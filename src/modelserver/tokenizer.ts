@@ -28,7 +28,16 @@ const TOKEN_RE = /\s*\S+/g;
 /** FNV-1a 32-bit of the UTF-8 bytes of `s`, masked to 31 bits. */
 export function tokenId(s: string): number {
   let h = 0x811c9dc5;
-  const bytes = Buffer.from(s, "utf8");
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return fnvBytes(h, Buffer.from(s.slice(i), "utf8"));
+    h ^= c;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h & 0x7fffffff;
+}
+
+function fnvBytes(h: number, bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) {
     h ^= bytes[i]!;
     h = Math.imul(h, 0x01000193);

@@ -28,8 +28,11 @@
  * admission)`, so a request's prefill sums to `timeToFirstToken`. Calculator `""` (default)
  * picks `constant` when `timeToFirstToken > 0`, else `per-token` (the sim's legacy rule).
  * A decode step that also carries a long prefill takes longer: that stall is the effect P/D
- * removes. Wall-clock time per step is `stepMs / timeScale`; with 0 ms the loop still yields
- * through `setImmediate`, and it stops when idle (no timers, no spinning).
+ * removes. Wall-clock time per step is `stepMs / timeScale` (steps are paced against a
+ * deadline so timer lateness does not accumulate); with 0 ms the loop still yields through
+ * `setImmediate`, and it stops when idle (no timers, no spinning). The simulated clock
+ * (`simNowMs`, used by {@link StepRecord} and {@link RequestRecord}) advances only by step
+ * durations: idle time is not counted.
  */
 import { performance } from "node:perf_hooks";
 import { ApiError } from "../../../api/errors.js";
@@ -361,6 +364,7 @@ export class SimEngine implements Engine {
   private wake(): void {
     if (this.loopActive || this.closed) return;
     this.loopActive = true;
+    this.wallDeadline = performance.now();
     setImmediate(() => this.step());
   }
 
