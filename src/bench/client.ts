@@ -28,6 +28,8 @@ export interface BenchRequestInput {
   timeoutMs: number;
   /** Extra request headers (e.g. `authorization`). */
   headers?: Record<string, string>;
+  /** Aborts the request (it then ends as an `aborted` error). */
+  signal?: AbortSignal;
 }
 
 /** How one request ended. Latencies in ms; `ttftMs`/`itlMs` only for streams. */
@@ -36,7 +38,7 @@ export interface BenchRequestResult {
   /** HTTP status when a response head arrived. */
   status?: number;
   /** Error kind when `ok` is false: `http_<status>`, `timeout`, `stream_error`, `response_error`,
-   * `bad_response`, `incomplete_stream` or `network:<code>`. */
+   * `bad_response`, `incomplete_stream`, `aborted` (by `signal`) or `network:<code>`. */
   errorKind?: string;
   /** Human-readable error detail when `ok` is false (server message when it sent one). */
   errorMessage?: string;
@@ -55,7 +57,9 @@ export interface BenchRequestResult {
 }
 
 /** Builds the request body for the given API (`stream_options.include_usage` when streaming). */
-export function buildBody(input: Omit<BenchRequestInput, "baseUrl" | "timeoutMs">): Record<string, unknown> {
+export function buildBody(
+  input: Pick<BenchRequestInput, "api" | "model" | "prompt" | "maxTokens" | "stream">,
+): Record<string, unknown> {
   const body: Record<string, unknown> = { model: input.model };
   if (input.api === "chat") body.messages = [{ role: "user", content: input.prompt }];
   else body.prompt = input.prompt;
@@ -119,6 +123,13 @@ export async function sendRequest(
     timedOut = true;
     controller.abort();
   }, input.timeoutMs);
+  let aborted = false;
+  const onAbort = (): void => {
+    aborted = true;
+    controller.abort();
+  };
+  if (input.signal?.aborted) onAbort();
+  else input.signal?.addEventListener("abort", onAbort, { once: true });
   const itlMs: number[] = [];
   let contentChunks = 0;
   let ttftMs: number | undefined;
@@ -240,11 +251,13 @@ export async function sendRequest(
     };
   } catch (err) {
     if (timedOut) return fail("timeout", `no complete response within ${input.timeoutMs} ms`);
+    if (aborted) return fail("aborted", "run interrupted before the response completed");
     const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
     const code = e.code ?? e.cause?.code ?? e.name ?? "Error";
     const msg = e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
     return fail(`network:${code}`, msg);
   } finally {
     clearTimeout(timer);
+    input.signal?.removeEventListener("abort", onAbort);
   }
 }

@@ -140,6 +140,7 @@ describe("formatReport", () => {
       requests: 3,
       completed: 2,
       errors: 1,
+      stopped_early: false,
       error_kinds: { http_500: { count: 1, example: "boom" } },
       ttft_ms: { p50: 1.5, p90: 2, p99: 2.25 },
       itl_ms: { p50: null, p90: null, p99: null },
@@ -179,5 +180,6 @@ describe("formatReport", () => {
     assert.match(out, /prefix-cache hits\s+n\/a \(no servers\)/);
     assert.match(out, /oracle hit rate\s+50\.0%/);
     assert.match(out, /concurrency 2/);
+    assert.doesNotMatch(out, /stopped early/);
   });
 });

@@ -18,6 +18,7 @@ export interface BenchConfig {
   workload: string;
   /** Workload parameters (inference-perf names for shared-prefix). */
   workload_params: Record<string, unknown>;
+  /** The workload's planned size (the report's `requests` counts what was sent). */
   requests: number;
   /** Poisson rate in requests/s, or null for a closed loop. */
   rate: number | null;
@@ -40,9 +41,12 @@ export interface BenchConfig {
  * (TTFT and ITL only for streams); `completed + errors = requests` always.
  */
 export interface BenchReport {
+  /** Requests sent (= the workload's size unless the run was stopped early). */
   requests: number;
   completed: number;
   errors: number;
+  /** True when the run was interrupted before every request of the workload was sent. */
+  stopped_early: boolean;
   /** Errors by kind (`http_500`, `timeout`, `stream_error`, `network:ECONNREFUSED`, …). */
   error_kinds: Record<string, ErrorKindSummary>;
   ttft_ms: Percentiles;
@@ -60,7 +64,7 @@ export interface BenchReport {
   prefix_cache_hits_delta: number | null;
   /** Fleet Δ`vllm:prefix_cache_queries_total`, tokens (null when not measurable). */
   prefix_cache_queries_delta: number | null;
-  /** Best hit rate any router could reach with an unlimited cache, fraction 0..1. */
+  /** Best hit rate any router could reach with an unlimited cache, over the requests sent, fraction 0..1. */
   oracle_hit_rate: number;
   /** Wall time from the first send to the last answer, s. */
   duration_s: number;
@@ -91,7 +95,8 @@ export function formatReport(r: BenchReport): string {
   );
   lines.push("");
   lines.push(
-    `  requests ${r.requests}   completed ${r.completed}   errors ${r.errors}   in ${r.duration_s.toFixed(2)} s`,
+    `  requests ${r.requests}   completed ${r.completed}   errors ${r.errors}   in ${r.duration_s.toFixed(2)} s` +
+      (r.stopped_early ? `   (stopped early: ${r.requests} of ${c.requests} sent)` : ""),
   );
   for (const [kind, e] of Object.entries(r.error_kinds)) {
     lines.push(`    ${kind} × ${e.count}: ${e.example}`);

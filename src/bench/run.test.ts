@@ -16,6 +16,7 @@ import { registerBench } from "../cli/bench.js";
 import { Agent } from "undici";
 import { sendRequest } from "./client.js";
 import { oracleHitRate } from "./oracle.js";
+import { formatReport } from "./report.js";
 import { buildWorkload, runBench } from "./run.js";
 import { simTokens } from "./workload.js";
 
@@ -54,6 +55,8 @@ class Fake {
   arrivals = 0;
   bodies: Record<string, unknown>[] = [];
   hanging: ServerResponse[] = [];
+  /** Called when a request starts hanging (arrival number). */
+  onHang: ((k: number) => void) | undefined;
   mode: FakeMode = this.defaults();
 
   defaults(): FakeMode {
@@ -175,6 +178,7 @@ class Fake {
     this.added.hits += hits;
     if (this.mode.hang.has(k)) {
       this.hanging.push(res);
+      this.onHang?.(k);
       return;
     }
     if (this.mode.fail500.has(k)) {
@@ -414,6 +418,42 @@ describe("runBench against a fake OpenAI-compatible server", () => {
     assert.equal(report.prefix_cache_hits_delta, c.hits - before.hits);
     assert.equal(report.prefix_cache_queries_delta, c.queries - before.queries);
     assert.equal(report.prefix_cache_hit_rate, (c.hits - before.hits) / (c.queries - before.queries));
+  });
+
+  it("an aborted run reports what was sent; in-flight requests end as aborted errors", async () => {
+    fake.reset({ hang: new Set([3]) });
+    const controller = new AbortController();
+    fake.onHang = () => controller.abort();
+    try {
+      const report = await runBench({
+        url: fake.url,
+        model: "m",
+        sharedPrefix: small,
+        outputTokens: 2,
+        concurrency: 2,
+        timeoutMs: 60_000,
+        signal: controller.signal,
+      });
+      assert.equal(report.stopped_early, true);
+      assert.equal(report.config.requests, 12);
+      assert.ok(report.requests >= 3 && report.requests < 12, `sent ${report.requests}`);
+      assert.ok(report.requests >= fake.arrivals);
+      assert.equal(report.completed + report.errors, report.requests);
+      assert.ok(report.completed >= 2);
+      assert.ok((report.error_kinds.aborted?.count ?? 0) >= 1);
+      assert.deepEqual(Object.keys(report.error_kinds), ["aborted"]);
+      assert.match(formatReport(report), new RegExp(`stopped early: ${report.requests} of 12 sent`));
+      const w = buildWorkload({ sharedPrefix: small, outputTokens: 2 });
+      assert.equal(
+        report.oracle_hit_rate,
+        oracleHitRate(
+          w.requests.slice(0, report.requests).map((r) => simTokens(r.prompt)),
+          16,
+        ).hitRate,
+      );
+    } finally {
+      fake.onHang = undefined;
+    }
   });
 
   it("rejects rate together with concurrency", async () => {

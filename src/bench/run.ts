@@ -54,6 +54,11 @@ export interface BenchOptions {
   metricsUrls?: string[];
   /** Extra headers on every inference request (e.g. `{ authorization: "Bearer …" }`). */
   headers?: Record<string, string>;
+  /**
+   * Stops the run early (e.g. on Ctrl-C): nothing more is sent, in-flight requests end as
+   * `aborted` errors, and the report covers the requests sent so far (`stopped_early`).
+   */
+  signal?: AbortSignal;
 }
 
 /** Callbacks during a run. */
@@ -137,12 +142,6 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
   const concurrency = rate === undefined ? positiveInt("concurrency", opts.concurrency, 8) : undefined;
   const workload = buildWorkload(opts);
   const reqs = workload.requests;
-  const oracle = oracleHitRate(
-    (function* () {
-      for (const r of reqs) yield simTokens(r.prompt);
-    })(),
-    blockSize,
-  );
 
   const agent = new Agent({
     connections: concurrency ?? null,
@@ -159,10 +158,13 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     const targets = await resolveMetricsTargets(url, opts.metricsUrls, side, METRICS_TIMEOUT_MS);
     const before = await readAll(targets.urls, side, METRICS_TIMEOUT_MS);
 
-    const results: BenchRequestResult[] = new Array(reqs.length);
+    const signal = opts.signal;
+    const results: BenchRequestResult[] = [];
     let done = 0;
+    let sent = 0;
     const one = async (i: number): Promise<void> => {
       const r = reqs[i]!;
+      sent++;
       results[i] = await sendRequest(
         {
           baseUrl: url,
@@ -173,6 +175,7 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
           stream,
           timeoutMs,
           headers: opts.headers,
+          signal,
         },
         agent,
       );
@@ -185,20 +188,33 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     if (rate !== undefined) {
       const arrivals = poissonArrivalsMs(reqs.length, rate, createRng(seed, 4));
       const inFlight: Promise<void>[] = [];
-      for (let i = 0; i < reqs.length; i++) {
+      for (let i = 0; i < reqs.length && !signal?.aborted; i++) {
         const wait = t0 + arrivals[i]! - performance.now();
-        if (wait > 0) await sleep(wait);
+        if (wait > 0) {
+          try {
+            await sleep(wait, undefined, { signal });
+          } catch {
+            break; // aborted
+          }
+        }
         inFlight.push(one(i));
       }
       await Promise.all(inFlight);
     } else {
       let next = 0;
       const worker = async (): Promise<void> => {
-        while (next < reqs.length) await one(next++);
+        while (next < reqs.length && !signal?.aborted) await one(next++);
       };
       await Promise.all(Array.from({ length: Math.min(concurrency!, reqs.length) }, worker));
     }
     const wallMs = performance.now() - t0;
+    const stoppedEarly = sent < reqs.length;
+    const oracle = oracleHitRate(
+      (function* () {
+        for (let i = 0; i < sent; i++) yield simTokens(reqs[i]!.prompt);
+      })(),
+      blockSize,
+    );
 
     const after = await readAll(targets.urls, side, METRICS_TIMEOUT_MS);
     const fleet =
@@ -210,7 +226,9 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     let outputTokens = 0;
     let usageReported = 0;
     const errorKinds: Record<string, ErrorKindSummary> = {};
-    for (const r of results) {
+    // requests are sent in index order, so results 0..sent-1 are all present
+    for (let i = 0; i < sent; i++) {
+      const r = results[i]!;
       if (r.ok) {
         completed++;
         outputTokens += r.outputTokens;
@@ -227,9 +245,10 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     }
     const wallS = wallMs / 1000;
     return {
-      requests: reqs.length,
+      requests: sent,
       completed,
-      errors: reqs.length - completed,
+      errors: sent - completed,
+      stopped_early: stoppedEarly,
       error_kinds: errorKinds,
       ttft_ms: ttft.percentiles(),
       itl_ms: itl.percentiles(),

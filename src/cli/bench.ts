@@ -1,7 +1,8 @@
 /**
  * `llmd bench` — load generator and report against llmd or any OpenAI-compatible endpoint
  * (see src/bench). Prints a table to stdout; `--json FILE` also writes the JSON report.
- * Exit status 1 when no request completed.
+ * Exit status 1 when no request completed; 130 when stopped early by Ctrl-C (the report of
+ * what was sent is still printed and written; a second Ctrl-C quits at once).
  */
 import { writeFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
@@ -149,21 +150,34 @@ export function registerBench(program: Command, io: BenchIo = {}): void {
           )
         : undefined;
       let started = false;
+      // Ctrl-C: stop sending, abort in-flight requests, still print the report of what was sent.
+      const controller = new AbortController();
+      const onSigint = (): void => {
+        if (controller.signal.aborted) process.exit(130);
+        process.stderr.write("\nllmd bench: interrupted; reporting what was sent (Ctrl-C again to quit)\n");
+        controller.abort();
+      };
+      process.on("SIGINT", onSigint);
       try {
-        const report = await runBench(benchOptionsFromFlags(flags), {
-          onProgress(done, total) {
-            if (!bar) return;
-            if (!started) {
-              bar.start(total, done);
-              started = true;
-            } else bar.update(done);
+        const report = await runBench(
+          { ...benchOptionsFromFlags(flags), signal: controller.signal },
+          {
+            onProgress(done, total) {
+              if (!bar) return;
+              if (!started) {
+                bar.start(total, done);
+                started = true;
+              } else bar.update(done);
+            },
           },
-        });
+        );
         bar?.stop();
         if (flags.json) await writeFile(flags.json, `${JSON.stringify(report, null, 2)}\n`);
         (io.stdout ?? process.stdout).write(formatReport(report));
-        if (report.completed === 0) process.exitCode = 1;
+        if (report.stopped_early) process.exitCode = 130;
+        else if (report.completed === 0) process.exitCode = 1;
       } finally {
+        process.off("SIGINT", onSigint);
         if (started) bar?.stop();
       }
     });
