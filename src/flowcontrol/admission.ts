@@ -54,8 +54,12 @@ export interface Admission {
     candidates: Endpoint[] | CandidatesProvider,
     signal?: AbortSignal,
   ): Promise<number>;
-  /** A dispatched request finished (response complete or failed): capacity may have freed. */
-  onRequestDone(): void;
+  /**
+   * A dispatched request ended (response complete, upstream failure, or scheduling failed
+   * after admission): capacity may have freed. Pass the request so a concurrency detector drops
+   * its pending reservation.
+   */
+  onRequestDone(request?: InferenceRequest): void;
   /** Endpoint metrics were refreshed: re-check saturation for queued requests. */
   kick(): void;
   /** Rejects everything queued with 503 `rejected-shutting-down`, and every later request. */
@@ -82,7 +86,9 @@ export class LegacyAdmission implements Admission {
     if (sat >= 1.0) throw new EppError("ResourceExhausted", LEGACY_SATURATED_MESSAGE, "rejected-saturated");
     return 0;
   }
-  onRequestDone(): void {}
+  onRequestDone(request?: InferenceRequest): void {
+    if (request) this.detector.release?.(request);
+  }
   kick(): void {}
   shutdown(): void {
     this.closed = true;
@@ -105,8 +111,8 @@ export class FlowControlAdmission implements Admission {
     if (r.error) throw r.error;
     return r.queueTimeMs;
   }
-  onRequestDone(): void {
-    this.controller.onRequestDone();
+  onRequestDone(request?: InferenceRequest): void {
+    this.controller.onRequestDone(request);
   }
   kick(): void {
     this.controller.kick();

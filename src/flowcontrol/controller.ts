@@ -214,11 +214,14 @@ export class FlowController {
    *   `requestSizeBytes` counts against the byte limits
    * @param candidates the request's candidate endpoints (a provider is re-read at each attempt)
    * @param signal client disconnect → `EvictedContextCancelled`
+   * @param options `ttlMs`: this request's TTL in ms instead of `defaultRequestTTL` (0 = none);
+   *   it also sets the request's EDF deadline
    */
   enqueueAndWait(
     request: InferenceRequest,
     candidates: Endpoint[] | CandidatesProvider,
     signal?: AbortSignal,
+    options: { ttlMs?: number } = {},
   ): Promise<FlowControlResult> {
     const t0 = performance.now();
     const key: FlowKey = {
@@ -250,8 +253,8 @@ export class FlowController {
       return immediate("RejectedCapacity");
     }
     const flow = this.flow(band, key);
-    const deadline =
-      this.cfg.defaultRequestTTLMs > 0 ? now + this.cfg.defaultRequestTTLMs : Number.POSITIVE_INFINITY;
+    const ttl = options.ttlMs ?? this.cfg.defaultRequestTTLMs;
+    const deadline = ttl > 0 ? now + ttl : Number.POSITIVE_INFINITY;
     return new Promise<FlowControlResult>((resolve) => {
       const item: Item = {
         request,
@@ -300,8 +303,13 @@ export class FlowController {
     });
   }
 
-  /** A dispatched request completed (capacity may have freed): schedules a dispatch pass. */
-  onRequestDone(): void {
+  /**
+   * A dispatched request ended — response complete, upstream failure or a scheduling error —
+   * so capacity may have freed: drops the detector's reservation for it (when given) and
+   * schedules a dispatch pass.
+   */
+  onRequestDone(request?: InferenceRequest): void {
+    if (request) this.opts.detector.release?.(request);
     this.kick();
   }
 
@@ -420,6 +428,7 @@ export class FlowController {
       if (candidates.length === 0 || !(sat < this.opts.usageLimit.ceiling(band.priority))) return false;
       flow.heap.pop();
       band.fairness.dispatched?.(view);
+      this.opts.detector.onDispatched?.(item.request, now);
       this.finish(item, "Dispatched", candidates);
       return true;
     }

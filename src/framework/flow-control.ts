@@ -22,6 +22,15 @@ export interface SaturationDetector extends Plugin, Filter {
    * @returns fraction ≥ 0; 1.0 = saturated (may exceed 1.0). An empty list reads 1.0.
    */
   saturation(candidates: Endpoint[], now: number): number;
+  /**
+   * Optional: flow control released `request` (synchronously, inside the dispatch pass). A
+   * detector that counts in-flight work reserves it now, so the next gate check of the same
+   * pass already sees it (no burst overshoot before PreRequest runs).
+   * @param now ms since the epoch
+   */
+  onDispatched?(request: InferenceRequest, now: number): void;
+  /** Optional: the request ended (any way); drops a reservation made by `onDispatched`. */
+  release?(request: InferenceRequest): void;
 }
 
 /** Guard: the plugin is a {@link SaturationDetector}. */

@@ -15,6 +15,10 @@
  * (tokens = prompt token ids when `tokenized-prompt` is present, else ⌈body bytes / 4⌉);
  * `responseComplete` finishes it (idempotent per request id). A host that does not run the
  * Director hooks can feed {@link ConcurrencyDetector.tracker} directly.
+ * Requests released by flow control but not yet scheduled are counted as **pending** (added to
+ * the aggregate, spread evenly in hybrid mode) from `onDispatched` until `preRequest` moves them
+ * to their endpoint, or `release`/`responseComplete` drops them; a pending entry older than
+ * 30 s is dropped (a host that never reported the end).
  *
  * Parameters:
  * - `concurrencyMode` (`requests` | `tokens` | `hybrid`, default `requests`)
@@ -96,6 +100,11 @@ export class ConcurrencyDetector implements SaturationDetector, PreRequest, Resp
   readonly params: ConcurrencyDetectorParams;
   /** request id → where it was counted */
   private readonly held = new Map<string, { endpointId: string; tokens: number }>();
+  /** request id → reservation made by `onDispatched` (tokens, ms since the epoch) */
+  private readonly pending = new Map<string, { tokens: number; at: number }>();
+  private pendingTokens = 0;
+  /** ms after which an unclaimed pending reservation is dropped */
+  static readonly PENDING_TIMEOUT_MS = 30_000;
 
   constructor(
     readonly name: string = CONCURRENCY_DETECTOR_TYPE,
@@ -120,21 +129,59 @@ export class ConcurrencyDetector implements SaturationDetector, PreRequest, Resp
     }
   }
 
-  saturation(candidates: Endpoint[], _now: number): number {
+  saturation(candidates: Endpoint[], now: number): number {
     if (candidates.length === 0) return 1;
+    this.expirePending(now);
     const mode = this.params.concurrencyMode;
+    const pendingR = this.pending.size;
+    const pendingT = this.pendingTokens;
     if (mode === "hybrid") {
       let sum = 0;
       for (const ep of candidates) sum += this.endpointSaturation(ep);
-      return sum / candidates.length;
+      const pend = Math.max(
+        pendingR / this.params.maxConcurrency,
+        pendingT / this.params.maxTokenConcurrency,
+      );
+      return (sum + pend) / candidates.length;
     }
-    let inflight = 0;
+    let inflight = mode === "requests" ? pendingR : pendingT;
     for (const ep of candidates) {
       const c = this.tracker.get(ep.metadata.id);
       inflight += mode === "requests" ? c.requests : c.tokens;
     }
     const per = mode === "requests" ? this.params.maxConcurrency : this.params.maxTokenConcurrency;
     return inflight / (candidates.length * per);
+  }
+
+  onDispatched(request: InferenceRequest, now: number): void {
+    if (this.pending.has(request.requestId) || this.held.has(request.requestId)) return;
+    const tokens = requestTokens(request);
+    this.pending.set(request.requestId, { tokens, at: now });
+    this.pendingTokens += tokens;
+  }
+
+  release(request: InferenceRequest): void {
+    this.dropPending(request.requestId);
+  }
+
+  /** Requests reserved by `onDispatched` and not yet placed on an endpoint. */
+  get pendingRequests(): number {
+    return this.pending.size;
+  }
+
+  private dropPending(id: string): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    this.pendingTokens = Math.max(0, this.pendingTokens - p.tokens);
+  }
+
+  private expirePending(now: number): void {
+    // insertion order = reservation order: stop at the first fresh entry
+    for (const [id, p] of this.pending) {
+      if (now - p.at <= ConcurrencyDetector.PENDING_TIMEOUT_MS) break;
+      this.dropPending(id);
+    }
   }
 
   filter(_request: InferenceRequest, endpoints: Endpoint[]): Endpoint[] {
@@ -152,6 +199,7 @@ export class ConcurrencyDetector implements SaturationDetector, PreRequest, Resp
   }
 
   preRequest(request: InferenceRequest, result: SchedulingResult): void {
+    this.dropPending(request.requestId);
     if (this.held.has(request.requestId)) return;
     const target = result.profileResults[result.primaryProfileName]?.targetEndpoints[0];
     if (target === undefined) return;
@@ -161,6 +209,7 @@ export class ConcurrencyDetector implements SaturationDetector, PreRequest, Resp
   }
 
   responseComplete(request: InferenceRequest, _response: ResponseInfo): void {
+    this.dropPending(request.requestId);
     const h = this.held.get(request.requestId);
     if (h === undefined) return;
     this.held.delete(request.requestId);
