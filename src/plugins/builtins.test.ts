@@ -175,6 +175,21 @@ describe("built-in default config", () => {
     );
   });
 
+  it("resolved plugins carry decoded parameters with defaults", () => {
+    const c = loadConfig(
+      "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: load-aware-scorer\n- type: by-label\n  parameters: {label: gpu, validValues: [a100]}\n",
+      builtinRegistry(),
+      quiet,
+    );
+    const byName = Object.fromEntries(
+      (c.resolved.plugins as { name: string; parameters?: unknown }[]).map((p) => [p.name, p.parameters]),
+    );
+    assert.deepEqual(byName["load-aware-scorer"], { threshold: 128 });
+    assert.deepEqual(byName["by-label"], { label: "gpu", validValues: ["a100"], allowsNoLabel: false });
+    assert.deepEqual(byName["max-score-picker"], { maxNumOfEndpoints: 1 });
+    assert.equal(byName["single-profile-handler"], undefined);
+  });
+
   it("deprecated filter types load with a warning", () => {
     const warnings: string[] = [];
     loadConfig(

@@ -241,6 +241,20 @@ describe("loadConfig: defaults", () => {
     assert.ok(warnings.some((w) => /saturationDetector is deprecated/.test(w)));
   });
 
+  it("a profile may reference a non-scheduling plugin: ignored with a warning (as upstream)", () => {
+    const warnings: string[] = [];
+    const c = load(
+      "plugins:\n- type: test-parser\n- type: test-scorer\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: test-parser\n  - pluginRef: test-scorer\n",
+      warnings,
+    );
+    const p = c.profiles.get("a")!;
+    assert.equal(p.filters.length + p.scorers.length, 1);
+    assert.match(
+      warnings.join("\n"),
+      /schedulingProfiles\[0\]\.plugins\[0\]\.pluginRef: plugin "test-parser" \(test-parser\) is not a filter, scorer or picker; ignored/,
+    );
+  });
+
   it("legacy apiVersion loads with a warning", () => {
     const warnings: string[] = [];
     loadConfig(
@@ -300,6 +314,13 @@ describe("loadConfig: plugin instantiation order", () => {
       "plugins:\n- name: h\n  type: lazy-holder\n  parameters: {target: l3}\n- name: l3\n  type: leaf\n- type: test-scorer\n",
     );
     assert.deepEqual(created, ["l3", "h"]);
+  });
+  it("untagged references that would form a cycle are dropped, not an error", () => {
+    created = [];
+    load(
+      "plugins:\n- name: a\n  type: untagged-holder\n  parameters: {peer: b}\n- name: b\n  type: untagged-holder\n  parameters: {peer: a}\n- type: test-scorer\n",
+    );
+    assert.deepEqual(created, ["a", "b"]);
   });
   it("missing default producers are created (transitively), named after their type", () => {
     const c = load("plugins:\n- type: consumer-scorer\n");
@@ -449,11 +470,6 @@ describe("loadConfig: errors name the offending field or type", () => {
       name: "two pickers in one profile",
       text: "plugins:\n- type: random-picker\n- type: max-score-picker\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: random-picker\n  - pluginRef: max-score-picker\n",
       want: /^schedulingProfiles\[0\]\.plugins\[1\]\.pluginRef: profile "a" already has picker "random-picker"/,
-    },
-    {
-      name: "a profile references a non-scheduling plugin",
-      text: "plugins:\n- type: test-parser\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: test-parser\n",
-      want: /^schedulingProfiles\[0\]\.plugins\[0\]\.pluginRef: plugin "test-parser" \(test-parser\) is not a filter, scorer or picker/,
     },
     {
       name: "unknown feature gate",

@@ -184,6 +184,17 @@ function keysOf(p: Plugin, field: "produces" | "consumes"): readonly string[] {
   return Array.isArray(v) ? (v.filter((x) => typeof x === "string") as string[]) : [];
 }
 
+/**
+ * A plugin's decoded parameters with defaults, when it exposes them as a plain-object
+ * `parameters` property (convention for `resolved`); undefined otherwise.
+ */
+function decodedParameters(p: Plugin): Record<string, unknown> | undefined {
+  const v = (p as unknown as Record<string, unknown>).parameters;
+  return v !== null && typeof v === "object" && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
 /** Collects every string value inside raw parameters. */
 function stringsIn(v: unknown, out: Set<string>): void {
   if (typeof v === "string") out.add(v);
@@ -202,6 +213,8 @@ interface Entry {
 class Resolver {
   private readonly instances = new Map<string, Plugin>();
   private readonly order: Plugin[] = [];
+  /** profiles as printed in `resolved` (injected picker and default weights included) */
+  private resolvedProfiles: Record<string, unknown>[] = [];
   /** plugin name → raw parameters for `resolved` (undefined for none) */
   private readonly rawParams = new Map<string, unknown>();
 
@@ -231,9 +244,9 @@ class Resolver {
     this.injectDefaultProducers();
     const profileSpecs = this.profileSpecs();
     const handler = this.profileHandler(profileSpecs.length);
-    const profiles = this.buildProfiles(profileSpecs, handler);
+    const profiles = this.buildProfiles(profileSpecs);
     const enabled = new Set(Object.keys(gates).filter((g) => gates[g]));
-    const resolved = this.resolved(gates, profiles);
+    const resolved = this.resolved(gates);
     return { plugins: [...this.order], profiles, profileHandler: handler, featureGates: enabled, resolved };
   }
 
@@ -287,7 +300,8 @@ class Resolver {
   /** Topological order of `pluginRef` dependencies (stable: config order among ready plugins). */
   private dependencyOrder(entries: Entry[]): Entry[] {
     const byName = new Map(entries.map((e) => [e.name, e]));
-    const deps = new Map<string, Set<string>>();
+    const tagged = new Map<string, Set<string>>();
+    const all = new Map<string, Set<string>>();
     for (const e of entries) {
       const d = new Set<string>();
       const reg = this.registry.get(e.type)!;
@@ -307,27 +321,36 @@ class Resolver {
           d.add(r);
         }
       }
-      // Untagged references: any string parameter naming another configured plugin.
+      d.delete(e.name);
+      tagged.set(e.name, d);
+      // Untagged references: any string parameter naming another configured plugin. These are
+      // soft edges: dropped when they would make a cycle.
+      const soft = new Set(d);
       const strs = new Set<string>();
       stringsIn(e.params, strs);
-      for (const s of strs) if (byName.has(s)) d.add(s);
-      d.delete(e.name);
-      deps.set(e.name, d);
+      for (const x of strs) if (byName.has(x) && x !== e.name) soft.add(x);
+      all.set(e.name, soft);
     }
-    const done = new Set<string>();
-    const out: Entry[] = [];
-    while (out.length < entries.length) {
-      const next = entries.find((e) => !done.has(e.name) && [...deps.get(e.name)!].every((d) => done.has(d)));
-      if (next === undefined) {
-        const left = entries.filter((e) => !done.has(e.name)).map((e) => e.name);
-        throw new ConfigError(
-          `plugins: dependency cycle among ${left.map((n) => JSON.stringify(n)).join(", ")}`,
+    const order = (deps: Map<string, Set<string>>): Entry[] | string[] => {
+      const done = new Set<string>();
+      const out: Entry[] = [];
+      while (out.length < entries.length) {
+        const next = entries.find(
+          (e) => !done.has(e.name) && [...deps.get(e.name)!].every((d) => done.has(d)),
         );
+        if (next === undefined) return entries.filter((e) => !done.has(e.name)).map((e) => e.name);
+        done.add(next.name);
+        out.push(next);
       }
-      done.add(next.name);
-      out.push(next);
-    }
-    return out;
+      return out;
+    };
+    const withSoft = order(all);
+    if (withSoft.length === 0 || typeof withSoft[0] !== "string") return withSoft as Entry[];
+    const strict = order(tagged);
+    if (strict.length === 0 || typeof strict[0] !== "string") return strict as Entry[];
+    throw new ConfigError(
+      `plugins: dependency cycle among ${(strict as string[]).map((n) => JSON.stringify(n)).join(", ")}`,
+    );
   }
 
   /** configured entries not instantiated yet, by name */
@@ -522,7 +545,6 @@ class Resolver {
 
   private buildProfiles(
     specs: { name: string; refs: { pluginRef: string; weight?: number }[]; at: string }[],
-    _handler: ProfileHandler,
   ): Map<string, SchedulerProfile> {
     const profiles = new Map<string, SchedulerProfile>();
     this.resolvedProfiles = [];
@@ -546,9 +568,17 @@ class Resolver {
         }
         seen.add(r.pluginRef);
         if (!isFilter(p) && !isScorer(p) && !isPicker(p)) {
-          throw new ConfigError(
-            `${at}.pluginRef: plugin ${JSON.stringify(r.pluginRef)} (${p.type}) is not a filter, scorer or picker`,
+          // upstream's SchedulerProfile.AddPlugins ignores such plugins; we say so
+          this.warn(
+            `${at}.pluginRef: plugin ${JSON.stringify(r.pluginRef)} (${p.type}) is not a filter, scorer or picker; ignored in profile ${JSON.stringify(spec.name)}`,
           );
+          if (r.weight !== undefined) {
+            throw new ConfigError(
+              `${at}.weight: weight is only allowed for scorers; ${JSON.stringify(r.pluginRef)} (${p.type}) is not a scorer`,
+            );
+          }
+          refsOut.push({ pluginRef: r.pluginRef });
+          return;
         }
         if (r.weight !== undefined && !isScorer(p)) {
           throw new ConfigError(
@@ -585,17 +615,12 @@ class Resolver {
     return profiles;
   }
 
-  private resolvedProfiles: Record<string, unknown>[] = [];
-
   /** Checks that a user-given `pluginRef` outside `plugins`/profiles names a defined plugin. */
   private checkRef(at: string, name: string): void {
     if (!this.instances.has(name)) throw new ConfigError(`${at}: undefined plugin ${JSON.stringify(name)}`);
   }
 
-  private resolved(
-    gates: Record<string, boolean>,
-    _profiles: Map<string, SchedulerProfile>,
-  ): Record<string, unknown> {
+  private resolved(gates: Record<string, boolean>): Record<string, unknown> {
     const doc = this.doc;
     // request handler (deprecated top-level `parser` folds in)
     let parsers = doc.requestHandler?.parsers?.map((p) => p.pluginRef);
@@ -688,7 +713,7 @@ class Resolver {
       kind: CONFIG_KIND,
       featureGates: Object.entries(gates).map(([g, on]) => `${g}=${on}`),
       plugins: this.order.map((p) => {
-        const params = this.rawParams.get(p.name);
+        const params = decodedParameters(p) ?? this.rawParams.get(p.name);
         return params === undefined
           ? { name: p.name, type: p.type }
           : { name: p.name, type: p.type, parameters: params };

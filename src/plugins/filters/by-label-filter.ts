@@ -30,6 +30,8 @@ const schema = z
 export class ByLabelFilter implements Filter {
   readonly type = BY_LABEL_TYPE;
   private readonly valid: ReadonlySet<string>;
+  /** decoded parameters, defaults included (printed by `llmd config check`) */
+  readonly parameters: { label: string; validValues: string[]; allowsNoLabel: boolean };
   constructor(
     readonly name: string,
     readonly label: string,
@@ -37,6 +39,7 @@ export class ByLabelFilter implements Filter {
     readonly allowsNoLabel: boolean,
   ) {
     this.valid = new Set(validValues);
+    this.parameters = { label, validValues: [...validValues], allowsNoLabel };
   }
   filter(_request: InferenceRequest, endpoints: Endpoint[]): Endpoint[] {
     const out: Endpoint[] = [];

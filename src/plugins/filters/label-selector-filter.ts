@@ -99,12 +99,15 @@ export function compileSelector(sel: LabelSelector): LabelRequirement[] {
 /** Keeps endpoints whose labels match the selector. */
 export class LabelSelectorFilter implements Filter {
   private readonly reqs: LabelRequirement[];
+  /** the selector as configured (printed by `llmd config check`) */
+  readonly parameters: LabelSelector;
   constructor(
     readonly name: string,
     selector: LabelSelector,
     readonly type: string = LABEL_SELECTOR_FILTER_TYPE,
   ) {
     this.reqs = compileSelector(selector);
+    this.parameters = selector;
   }
   filter(_request: InferenceRequest, endpoints: Endpoint[]): Endpoint[] {
     if (this.reqs.length === 0) return endpoints.slice();

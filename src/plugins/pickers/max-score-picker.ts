@@ -28,6 +28,10 @@ const byScoreDesc = (a: ScoredEndpoint, b: ScoredEndpoint): number => b.score - 
 /** Highest score wins; ties broken uniformly at random. */
 export class MaxScorePicker implements Picker {
   readonly type = MAX_SCORE_PICKER_TYPE;
+  /** decoded parameters, defaults included (printed by `llmd config check`) */
+  get parameters(): { maxNumOfEndpoints: number } {
+    return { maxNumOfEndpoints: this.maxNumOfEndpoints };
+  }
   constructor(
     readonly name: string = MAX_SCORE_PICKER_TYPE,
     readonly maxNumOfEndpoints = 1,

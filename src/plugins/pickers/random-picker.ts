@@ -23,6 +23,10 @@ const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) 
 /** Uniform random choice of `maxNumOfEndpoints` distinct endpoints. */
 export class RandomPicker implements Picker {
   readonly type = RANDOM_PICKER_TYPE;
+  /** decoded parameters, defaults included (printed by `llmd config check`) */
+  get parameters(): { maxNumOfEndpoints: number } {
+    return { maxNumOfEndpoints: this.maxNumOfEndpoints };
+  }
   constructor(
     readonly name: string = RANDOM_PICKER_TYPE,
     readonly maxNumOfEndpoints = 1,

@@ -26,6 +26,10 @@ const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) 
 /** Score-proportional random choice (A-Res). */
 export class WeightedRandomPicker implements Picker {
   readonly type = WEIGHTED_RANDOM_PICKER_TYPE;
+  /** decoded parameters, defaults included (printed by `llmd config check`) */
+  get parameters(): { maxNumOfEndpoints: number } {
+    return { maxNumOfEndpoints: this.maxNumOfEndpoints };
+  }
   constructor(
     readonly name: string = WEIGHTED_RANDOM_PICKER_TYPE,
     readonly maxNumOfEndpoints = 1,

@@ -33,6 +33,10 @@ export function loadAwareScore(queue: number, threshold: number): number {
 export class LoadAwareScorer implements Scorer {
   readonly type = LOAD_AWARE_SCORER_TYPE;
   readonly category: ScorerCategory = "Distribution";
+  /** decoded parameters, defaults included (printed by `llmd config check`) */
+  get parameters(): { threshold: number } {
+    return { threshold: this.threshold };
+  }
   constructor(
     readonly name: string = LOAD_AWARE_SCORER_TYPE,
     readonly threshold: number = DEFAULT_LOAD_AWARE_THRESHOLD,
