@@ -1,0 +1,22 @@
+/** The llama.cpp engine (node-llama-cpp): see `engine.ts`. */
+export {
+  createLlamaEngine,
+  type KvExport,
+  kvGeometryOf,
+  LlamaEngine,
+  type LlamaEngineFinish,
+  type LlamaEngineOptions,
+  type LlamaSamplingParams,
+} from "./engine.js";
+export {
+  checkKvState,
+  decodeKvState,
+  describeGeometry,
+  encodeKvState,
+  type KvGeometry,
+  KV_STATE_MAGIC,
+  type KvStateHeader,
+  KvStateMismatchError,
+} from "./kv-state.js";
+export { nodeLlamaCpp, sharedLlama } from "./runtime.js";
+export { LlamaTokenizer } from "./tokenizer.js";
