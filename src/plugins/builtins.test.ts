@@ -42,6 +42,8 @@ describe("builtinRegistry", () => {
       "prefix-cache-scorer",
       "approx-prefix-cache-producer",
       "token-producer",
+      "utilization-detector",
+      "fcfs-ordering-policy",
     ]) {
       assert.ok(types.includes(t), `${t} not registered`);
     }

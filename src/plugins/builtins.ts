@@ -13,6 +13,7 @@ import {
   labelSelectorFilterFactory,
 } from "./filters/label-selector-filter.js";
 import { PREFILL_FILTER_TYPE, prefillFilterFactory } from "./filters/prefill-filter.js";
+import { registerFlowControlPlugins } from "./flow-control/index.js";
 import { MAX_SCORE_PICKER_TYPE, maxScorePickerFactory } from "./pickers/max-score-picker.js";
 import { RANDOM_PICKER_TYPE, randomPickerFactory } from "./pickers/random-picker.js";
 import {
@@ -89,5 +90,6 @@ export function builtinRegistry(): PluginRegistry {
   const registry = createRegistry();
   registerSchedulingPlugins(registry);
   registerProducerPlugins(withDefaultProducers(registry, DEFAULT_PRODUCER_TYPES));
+  registerFlowControlPlugins(registry);
   return registry;
 }
