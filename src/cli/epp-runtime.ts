@@ -8,7 +8,7 @@ import { loadConfig } from "../framework/config/index.js";
 import type { LoadedConfig } from "../framework/plugin.js";
 import { createEppMetrics, type EppMetrics } from "../metrics/epp.js";
 import { builtinRegistry } from "../plugins/builtins.js";
-import { buildInferenceRequest, Director } from "../requestcontrol/director.js";
+import { buildInferenceRequest, Director, pluginDurationRecorder } from "../requestcontrol/index.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 
 /** The EPP core, ready to serve requests. */
@@ -17,7 +17,9 @@ export interface EppRuntime {
   scheduler: Scheduler;
   director: Director;
   metrics: EppMetrics;
-  buildRequest: typeof buildInferenceRequest;
+  buildRequest: (
+    input: Parameters<typeof buildInferenceRequest>[0],
+  ) => ReturnType<typeof buildInferenceRequest>;
 }
 
 /**
@@ -33,5 +35,5 @@ export function createEppRuntime(configFile?: string): EppRuntime {
       metrics.pluginDuration.observe(point, type, name, seconds),
   });
   const director = new Director(config, scheduler, metrics);
-  return { config, scheduler, director, metrics, buildRequest: buildInferenceRequest };
+  return { config, scheduler, director, metrics, buildRequest: (input) => buildInferenceRequest(input) };
 }

@@ -89,6 +89,8 @@ export interface PrefillOptions {
   dispatcher: Dispatcher;
   /** request path, e.g. `/v1/chat/completions` */
   path: string;
+  /** `http(s)://host:port` of the prefill server when `dispatcher` is an Agent (not needed for a Pool) */
+  origin?: string;
   /** the client's parsed body */
   body: Readonly<Record<string, unknown>>;
   /** headers to send (x-request-id included; internal routing headers must already be removed) */

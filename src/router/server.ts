@@ -213,12 +213,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     });
     const decision = ireq.attributes.get(DISAGG_DECISION) as DisaggDecision | undefined;
     if (decision) {
-      opts.metrics.disaggDecisionTotal.inc(
-        decision.pluginName,
-        decision.pluginType,
-        ireq.targetModel,
-        decision.decisionType,
-      );
+      opts.metrics.disaggDecisionTotal.inc({ ...decision, modelName: ireq.targetModel });
+      opts.metrics.pdDecisionTotal.inc(ireq.targetModel, decision.decisionType);
     }
     // Body: forwarded unchanged unless the target model was rewritten or P/D adds kv_transfer_params.
     const targetBody =
