@@ -114,7 +114,7 @@ export function formatReport(r: BenchReport): string {
   const fleet =
     r.prefix_cache_hit_rate === null
       ? `n/a (${r.prefix_cache_note ?? "not measured"})`
-      : `${pct(r.prefix_cache_hit_rate)}   (${r.prefix_cache_hits_delta} / ${r.prefix_cache_queries_delta} tokens, ${c.metrics_urls.length} servers)`;
+      : `${pct(r.prefix_cache_hit_rate)}   (${r.prefix_cache_hits_delta} / ${r.prefix_cache_queries_delta} tokens, ${c.metrics_urls.length} server${c.metrics_urls.length === 1 ? "" : "s"})`;
   lines.push(`  prefix-cache hits   ${fleet}`);
   lines.push(`  oracle hit rate     ${pct(r.oracle_hit_rate)}   (unlimited cache, block ${c.block_size})`);
   return `${lines.join("\n")}\n`;

@@ -365,7 +365,7 @@ describe("runBench against a fake OpenAI-compatible server", () => {
   it("non-streaming chat without discovery: no TTFT/ITL, tokens from usage, fleet rate null with a note", async () => {
     fake.reset({ endpoints: false });
     const report = await runBench({
-      url: fake.url,
+      url: `${fake.url}/v1/`,
       api: "chat",
       stream: false,
       sharedPrefix: small,
@@ -380,6 +380,7 @@ describe("runBench against a fake OpenAI-compatible server", () => {
     assert.ok(report.e2e_ms.p50! >= 0);
     assert.equal(report.prefix_cache_hit_rate, null);
     assert.equal(report.config.metrics_source, "none");
+    assert.equal(report.config.url, fake.url);
     assert.match(report.prefix_cache_note!, /llmd\/endpoints unavailable/);
     const b = fake.bodies[0]!;
     assert.equal(b.stream, false);

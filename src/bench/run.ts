@@ -24,7 +24,7 @@ import {
 
 /** Options of {@link runBench}; every field has a default. */
 export interface BenchOptions {
-  /** Base URL of the OpenAI-compatible endpoint. Default `http://127.0.0.1:8080`. */
+  /** Base URL of the OpenAI-compatible endpoint (a trailing `/v1` is dropped). Default `http://127.0.0.1:8080`. */
   url?: string;
   /** Model to request. Default: the first id of `GET {url}/v1/models`. */
   model?: string;
@@ -80,14 +80,25 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
 }
 
 /**
- * Fetches the first model id from `GET {baseUrl}/v1/models`.
+ * Fetches the first model id from `GET {baseUrl}/v1/models` (with `headers`, e.g. an API key;
+ * `timeoutMs` in ms).
  * @throws Error when the endpoint fails or lists no model
  */
-export async function firstModelId(baseUrl: string, dispatcher: Agent, timeoutMs: number): Promise<string> {
+export async function firstModelId(
+  baseUrl: string,
+  dispatcher: Agent,
+  timeoutMs: number,
+  headers?: Record<string, string>,
+): Promise<string> {
   const url = `${baseUrl.replace(/\/+$/, "")}/v1/models`;
   let body: unknown;
   try {
-    const res = await request(url, { method: "GET", dispatcher, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await request(url, {
+      method: "GET",
+      dispatcher,
+      headers,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
     body = JSON.parse(text);
@@ -127,7 +138,8 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
   if (opts.rate !== undefined && opts.concurrency !== undefined) {
     throw new RangeError("give either rate (Poisson, requests/s) or concurrency (closed loop), not both");
   }
-  const url = (opts.url ?? DEFAULT_BENCH_URL).replace(/\/+$/, "");
+  // accept an OpenAI-client style base URL ending in /v1 too
+  const url = (opts.url ?? DEFAULT_BENCH_URL).replace(/\/+$/, "").replace(/\/v1$/, "");
   const api: BenchApi = opts.api ?? "completions";
   if (api !== "completions" && api !== "chat")
     throw new RangeError(`api must be completions or chat, got ${api}`);
@@ -154,7 +166,8 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
   const itl = new LatencyHistogram();
   const e2e = new LatencyHistogram();
   try {
-    const model = opts.model ?? (await firstModelId(url, side, Math.min(timeoutMs, METRICS_TIMEOUT_MS)));
+    const model =
+      opts.model ?? (await firstModelId(url, side, Math.min(timeoutMs, METRICS_TIMEOUT_MS), opts.headers));
     const targets = await resolveMetricsTargets(url, opts.metricsUrls, side, METRICS_TIMEOUT_MS);
     const before = await readAll(targets.urls, side, METRICS_TIMEOUT_MS);
 
