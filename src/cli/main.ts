@@ -7,6 +7,7 @@ import { registerBench } from "./bench.js";
 import { registerConfig } from "./config.js";
 import { registerRouter } from "./router.js";
 import { registerServe } from "./serve.js";
+import { registerSidecar } from "./sidecar.js";
 import { registerUp } from "./up.js";
 
 const program = new Command();
@@ -20,6 +21,7 @@ program
 registerUp(program);
 registerRouter(program);
 registerServe(program);
+registerSidecar(program);
 registerBench(program);
 registerConfig(program);
 
