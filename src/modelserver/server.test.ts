@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import fc from "fast-check";
 import OpenAI from "openai";
 import { REQUEST_ID } from "../framework/headers.js";
 import { words } from "./contract.js";
@@ -140,6 +141,46 @@ describe("model server with the sim engine (echo mode)", () => {
       assert.equal(r.status, 400);
       assert.match(((await r.json()) as { error: { message: string } }).error.message, /not supported/);
     }
+  });
+
+  it("never answers 5xx to arbitrary JSON bodies and keeps serving", async () => {
+    const paths = [
+      "/v1/chat/completions",
+      "/v1/completions",
+      "/tokenize",
+      "/v1/completions/render",
+      "/v1/chat/completions/render",
+    ];
+    const field = fc.oneof(
+      fc.jsonValue(),
+      fc.constant("alias-a"),
+      fc.constant([{ role: "user", content: "hi" }]),
+    );
+    const bodyArb = fc.oneof(
+      fc.jsonValue(),
+      fc.record(
+        {
+          model: fc.oneof(fc.constant("alias-a"), fc.jsonValue()),
+          prompt: field,
+          messages: field,
+          max_tokens: fc.oneof(fc.integer({ min: -5, max: 40 }), fc.jsonValue()),
+          stream: fc.oneof(fc.boolean(), fc.jsonValue()),
+          stop: field,
+          stream_options: field,
+        },
+        { requiredKeys: [] },
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...paths), bodyArb, async (path, body) => {
+        const r = await fetch(`${srv.url}${path}`, json(body));
+        const text = await r.text();
+        assert.ok(r.status < 500, `${path} ${JSON.stringify(body)} → ${r.status} ${text}`);
+      }),
+      { numRuns: 150 },
+    );
+    assert.equal((await fetch(`${srv.url}/health`)).status, 200);
+    assert.equal(engine.stats().running, 0);
   });
 
   it("metrics counters equal the engine's counts", async () => {

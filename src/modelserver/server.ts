@@ -548,16 +548,22 @@ async function inference(
       "cache-control": "no-cache",
       connection: "keep-alive",
     });
-    res.flushHeaders();
     const object = isChat ? "chat.completion.chunk" : "text_completion";
+    // SSE events of one engine output are written together (one socket write).
+    let pending = "";
     const send = (choices: unknown[], usage?: unknown) => {
-      if (res.destroyed) return;
       const chunk: Record<string, unknown> = { id, object, created, model, choices };
       if (usage !== undefined) chunk.usage = usage;
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      pending += `data: ${JSON.stringify(chunk)}\n\n`;
     };
-    if (isChat)
+    const flush = () => {
+      if (pending !== "" && !res.destroyed) res.write(pending);
+      pending = "";
+    };
+    if (isChat) {
       send([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+      flush();
+    } else res.flushHeaders();
     for await (const o of stream) {
       onTokens(o);
       const piece = out.take(o.finish !== undefined);
@@ -579,9 +585,9 @@ async function inference(
       if (o.finish) {
         observe(o.finish);
         if (includeUsage) send([], usageBody(ctx, o.finish, true));
-      }
+      } else flush();
     }
-    if (!res.destroyed) res.end("data: [DONE]\n\n");
+    if (!res.destroyed) res.end(`${pending}data: [DONE]\n\n`);
     return;
   }
 
