@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
 import { EppError } from "../framework/errors.js";
 import type {
   Filter,
@@ -301,5 +302,64 @@ describe("Scheduler: plugin durations", () => {
       ["ProcessProfilesResults", "sequence-handler", "seq"],
     ]);
     for (const x of secs) assert.ok(x >= 0 && x < 1);
+  });
+});
+
+describe("Scheduler: property", () => {
+  it("scores equal Σ clamp(score,0,1) × weight for any scores and weights", () => {
+    const value = fc.oneof(
+      fc.double({ min: -2, max: 3, noNaN: true }),
+      fc.constant(Number.NaN),
+      fc.constant(undefined),
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }).chain((n) =>
+          fc.tuple(
+            fc.constant(n),
+            fc.array(
+              fc.tuple(
+                fc.array(value, { minLength: n, maxLength: n }),
+                fc.double({ min: 0, max: 5, noNaN: true }),
+              ),
+              {
+                minLength: 0,
+                maxLength: 4,
+              },
+            ),
+          ),
+        ),
+        ([n, scorerSpecs]) => {
+          const eps = Array.from({ length: n }, (_, i) => ep(`e${i}`));
+          const scorers: [Scorer, number][] = scorerSpecs.map(([vals, w], k) => {
+            const values: Record<string, number> = {};
+            vals.forEach((v, i) => {
+              if (v !== undefined) values[`e${i}`] = v;
+            });
+            return [fixedScorer(`s${k}`, values), w];
+          });
+          const r = new Scheduler(config([profile("p", [], scorers)], sequenceHandler(["p"]))).schedule(
+            req,
+            eps,
+          );
+          const got = new Map(
+            r.profileResults.p!.scoredCandidates.map((x) => [x.endpoint.metadata.id, x.score]),
+          );
+          let best = Number.NEGATIVE_INFINITY;
+          for (let i = 0; i < n; i++) {
+            let want = 0;
+            for (const [vals, w] of scorerSpecs) {
+              const v = vals[i];
+              if (v === undefined || Number.isNaN(v)) continue;
+              want += Math.min(1, Math.max(0, v)) * w;
+            }
+            assert.ok(Math.abs(got.get(`e${i}`)! - want) < 1e-9);
+            best = Math.max(best, want);
+          }
+          assert.ok(Math.abs(got.get(r.profileResults.p!.targetEndpoints[0]!.metadata.id)! - best) < 1e-9);
+        },
+      ),
+      { numRuns: 300, seed: 1 },
+    );
   });
 });
