@@ -205,12 +205,12 @@ describe("flow control: capacity limits", () => {
     // another band is not affected by band 0's limit
     const other = h.enqueue(fakeRequest("c", 1));
     await flush();
-    assert.equal(other.result, undefined);
+    assert.equal(other.result?.outcome, undefined);
     det.value = 0;
     h.fc.dispatch();
     const fourth = h.enqueue(fakeRequest("a"));
     await flush();
-    assert.equal(fourth.result, undefined, "queued again once capacity freed");
+    assert.equal(fourth.result?.outcome, undefined, "queued again once capacity freed");
   });
 
   it("band maxBytes, global maxRequests and global maxBytes", async () => {
@@ -233,7 +233,7 @@ describe("flow control: capacity limits", () => {
     assert.equal(r1.result?.outcome, "RejectedCapacity");
     assert.equal(r2.result?.outcome, "RejectedCapacity");
     assert.equal(r3.result?.outcome, "RejectedCapacity");
-    assert.equal(ok3.result, undefined);
+    assert.equal(ok3.result?.outcome, undefined);
     assert.equal(h3.fc.queuedBytes, 1000);
   });
 });
@@ -247,14 +247,14 @@ describe("flow control: TTL and no endpoints", () => {
     h.fc.dispatch();
     h.clock.advance(999);
     await flush();
-    assert.equal(first.result, undefined);
+    assert.equal(first.result?.outcome, undefined);
     h.clock.advance(1);
     await flush();
     assert.equal(first.result?.outcome, "EvictedTTL");
     assert.equal(first.result?.queueTimeMs, 2000);
     assert.equal(first.result?.error?.status, 429);
     assert.equal(first.result?.error?.dropReason, "rejected-ttl-expired");
-    assert.equal(second.result, undefined);
+    assert.equal(second.result?.outcome, undefined);
     h.clock.advance(1000);
     await flush();
     assert.equal(second.result?.outcome, "EvictedTTL");
@@ -280,7 +280,7 @@ describe("flow control: TTL and no endpoints", () => {
     assert.equal(h.clock.pending, 0);
     h.clock.advance(3_600_000);
     await flush();
-    assert.equal(t.result, undefined);
+    assert.equal(t.result?.outcome, undefined);
   });
 
   it("arrival with no endpoints waits noEndpointRequestTTL, then 503 rejected-no-endpoints", async () => {
@@ -332,7 +332,7 @@ describe("flow control: cancellation and shutdown", () => {
     assert.equal(t.result?.queueTimeMs, 250);
     assert.equal(t.result?.error?.status, 503);
     assert.equal(t.result?.error?.dropReason, "rejected-context-cancelled");
-    assert.equal(other.result, undefined);
+    assert.equal(other.result?.outcome, undefined);
     assert.equal(h.fc.queued, 1);
   });
 
