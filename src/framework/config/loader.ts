@@ -259,7 +259,7 @@ class Resolver {
           `featureGates[${i}]: invalid ${JSON.stringify(g)} (expected "name" or "name=true|false")`,
         );
       const name = m[1]!;
-      if (!(name in this.knownGates)) {
+      if (!Object.hasOwn(this.knownGates, name)) {
         throw new ConfigError(
           `featureGates[${i}]: unknown feature gate ${JSON.stringify(name)} (known: ${Object.keys(this.knownGates).join(", ")})`,
         );
