@@ -477,6 +477,11 @@ describe("loadConfig: errors name the offending field or type", () => {
       want: /^featureGates\[0\]: unknown feature gate "warpDrive"/,
     },
     {
+      name: "prototype key is not a feature gate",
+      text: "featureGates: [constructor]\n",
+      want: /^featureGates\[0\]: unknown feature gate "constructor"/,
+    },
+    {
       name: "bad feature gate value",
       text: "featureGates: ['flowControl=maybe']\n",
       want: /^featureGates\[0\]: invalid/,
