@@ -353,10 +353,8 @@ class Writer {
         return;
       }
       if (v > 0xffffffffffffffffn) throw new MsgpackError("bigint above uint64");
-      {
         this.u64(Number(v >> 32n), Number(v & 0xffffffffn));
         return;
-      }
     }
     if (v >= -0x80000000n) {
       this.num(Number(v));
@@ -397,10 +395,8 @@ class Writer {
         return;
       }
       if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-      {
         this.u64(Math.floor(v / 0x100000000), v >>> 0);
         return;
-      }
     }
     if (v >= -32) {
       this.u8(v & 0xff);
@@ -419,10 +415,8 @@ class Writer {
       return;
     }
     if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-    {
       this.big(BigInt(v));
       return;
-    }
   }
 
   private str(s: string): void {

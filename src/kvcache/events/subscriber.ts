@@ -108,7 +108,6 @@ export class KvEventSubscriber extends EventEmitter {
   private readonly slot: number;
   private replaying = false;
   private held: Msg[] = [];
-  private heldOverflow = false;
   private closed = false;
   private loop: Promise<void> | null = null;
   private replayRun: Promise<void> | null = null;
@@ -176,7 +175,6 @@ export class KvEventSubscriber extends EventEmitter {
   private onMessage(m: Msg): void {
     if (this.replaying) {
       if (this.held.length >= this.maxHeld) {
-        this.heldOverflow = true;
         this.stats.drops.replay_overflow++;
         return;
       }
@@ -307,7 +305,6 @@ export class KvEventSubscriber extends EventEmitter {
     const held = this.held;
     this.held = [];
     // batches dropped beyond maxHeld show up as a gap at the next live batch
-    this.heldOverflow = false;
     for (const m of held) this.onHeld(m, ok);
     this.emit("replay-done", applied);
   }

@@ -7,7 +7,7 @@
  * {@link hashesFromBigInts} / {@link hashesToBigInts} at the edges.
  */
 import type { MsgValue } from "./msgpack.js";
-import { U64 } from "./msgpack.js";
+import type { U64 } from "./msgpack.js";
 
 /** Interleaved uint64 list: element i is `hi = a[2i]`, `lo = a[2i+1]`. */
 export type HashList = Uint32Array;
