@@ -26,6 +26,10 @@ export interface SamplingParams {
   seed?: number;
   /** temperature (0..2), informational for the sim */
   temperature?: number;
+  /** nucleus sampling mass (0..1], informational for the sim */
+  topP?: number;
+  /** top-k (≤ 0 or −1 = off, as vLLM), informational for the sim */
+  topK?: number;
 }
 
 /** One generation request as the engine sees it. */

@@ -253,6 +253,55 @@ describe("model server with the sim engine: load effects", () => {
     }
   });
 
+  it("uses the tokenizer's incremental decoder when it has one (held-back text is flushed)", async () => {
+    const engine = new SimEngine({ mode: "echo", timeScale: 1000 });
+    const tok = engine.tokenizer;
+    let pushes = 0;
+    // a decoder that releases text only every second token, the rest at flush
+    (tok as unknown as { createDecoder: () => { push(id: number): string; flush(): string } }).createDecoder =
+      () => {
+        let held = "";
+        return {
+          push(id) {
+            pushes++;
+            held += tok.decodeOne(id);
+            if (pushes % 2 === 0) {
+              const out = held;
+              held = "";
+              return out;
+            }
+            return "";
+          },
+          flush() {
+            const out = held;
+            held = "";
+            return out;
+          },
+        };
+      };
+    const srv = await startModelServer({ engine });
+    try {
+      for (const stream of [false, true]) {
+        const r = await fetch(
+          `${srv.url}/v1/completions`,
+          json({ model: "llmd/sim-8b", prompt: "one two three", max_tokens: 5, stream }),
+        );
+        const t = await r.text();
+        const text = stream
+          ? t
+              .split("\n\n")
+              .filter((l) => l.startsWith("data: {"))
+              .map((l) => (JSON.parse(l.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? "")
+              .join("")
+          : (JSON.parse(t) as { choices: { text: string }[] }).choices[0]!.text;
+        assert.equal(text, "one two three", `stream=${stream}`);
+      }
+      assert.equal(pushes, 6);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("omits prompt_tokens_details when disabled (null non-stream)", async () => {
     const srv = await startModelServer({ sim: { timeScale: 1000 }, enablePromptTokensDetails: false });
     try {

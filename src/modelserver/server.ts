@@ -499,6 +499,8 @@ async function inference(
       ignoreEos: body.ignore_eos ?? false,
       seed: body.seed ?? undefined,
       temperature: body.temperature ?? undefined,
+      topP: body.top_p ?? undefined,
+      topK: body.top_k ?? undefined,
     },
     cacheSalt: body.cache_salt ?? undefined,
     kvTransferParams: (body.kv_transfer_params as KvTransferParams | null | undefined) ?? null,
@@ -510,25 +512,29 @@ async function inference(
   const id = `${isChat ? "chatcmpl" : "cmpl"}-${requestId}`;
   const created = Math.floor(Date.now() / 1000);
   const out = new TextOut(stops);
+  const dec = tok.createDecoder?.();
   const m = ctx.metrics;
   let firstAt = 0;
   let lastAt = 0;
   let nTok = 0;
   const onTokens = (o: EngineOutput) => {
-    if (o.tokens.length === 0) return;
-    const now = performance.now();
-    for (let i = 0; i < o.tokens.length; i++) {
-      if (nTok === 0) {
-        firstAt = now;
-        m.observeTtft((now - arrival) / 1000);
-      } else m.observeItl(i === 0 ? (now - lastAt) / 1000 : 0);
-      nTok++;
-      if (!stoppedByString && out.add(tok.decodeOne(o.tokens[i]!))) {
-        stoppedByString = true;
-        ac.abort();
+    if (o.tokens.length > 0) {
+      const now = performance.now();
+      for (let i = 0; i < o.tokens.length; i++) {
+        if (nTok === 0) {
+          firstAt = now;
+          m.observeTtft((now - arrival) / 1000);
+        } else m.observeItl(i === 0 ? (now - lastAt) / 1000 : 0);
+        nTok++;
+        const id = o.tokens[i]!;
+        if (!stoppedByString && out.add(dec ? dec.push(id) : tok.decodeOne(id))) {
+          stoppedByString = true;
+          ac.abort();
+        }
       }
+      lastAt = now;
     }
-    lastAt = now;
+    if (o.finish && dec && !stoppedByString && out.add(dec.flush())) stoppedByString = true;
   };
   const finishReason = (fin: EngineFinish) => (stoppedByString ? "stop" : fin.reason);
   const observe = (fin: EngineFinish) => {

@@ -86,6 +86,17 @@ export interface Tokenizer {
   decodeOne(id: number): string;
   /** renders chat messages to the prompt text the model sees */
   applyChatTemplate(messages: readonly TemplateMessage[], addGenerationPrompt?: boolean): string;
+  /**
+   * Optional incremental decoder for streamed output (for tokenizers whose tokens can split a
+   * UTF-8 character); without it the server concatenates {@link decodeOne} per token.
+   */
+  createDecoder?(): StreamDecoder;
+}
+
+/** Incremental detokenizer: `push` returns the new text a token completes, `flush` the rest. */
+export interface StreamDecoder {
+  push(id: number): string;
+  flush(): string;
 }
 
 /** The deterministic whitespace tokenizer described in the module doc. */
