@@ -11,6 +11,29 @@ import { builtinRegistry } from "../plugins/builtins.js";
 import { buildInferenceRequest, Director, pluginDurationRecorder } from "../requestcontrol/index.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 
+/** What `GET /llmd/config` shows: enough for `llmd doctor` to know whether P/D is configured. */
+export interface ConfigView {
+  profileHandler: { type: string; name: string };
+  profiles: string[];
+  /** true when the profile handler disaggregates (a prefill profile exists) */
+  pd: boolean;
+  featureGates: string[];
+  resolved: Record<string, unknown>;
+}
+
+/** Summarises a loaded config for `GET /llmd/config`. */
+export function configView(config: LoadedConfig): ConfigView {
+  const h = config.profileHandler;
+  const profiles = [...config.profiles.keys()];
+  return {
+    profileHandler: { type: h.type, name: h.name },
+    profiles,
+    pd: (h.type === "disagg-profile-handler" || h.type === "pd-profile-handler") && profiles.length > 1,
+    featureGates: [...config.featureGates],
+    resolved: config.resolved,
+  };
+}
+
 /** The EPP core, ready to serve requests. */
 export interface EppRuntime {
   config: LoadedConfig;

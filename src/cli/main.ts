@@ -5,6 +5,7 @@
 import { Command } from "commander";
 import { registerBench } from "./bench.js";
 import { registerConfig } from "./config.js";
+import { registerDoctor } from "./doctor.js";
 import { registerRouter } from "./router.js";
 import { registerServe } from "./serve.js";
 import { registerSidecar } from "./sidecar.js";
@@ -24,6 +25,7 @@ registerServe(program);
 registerSidecar(program);
 registerBench(program);
 registerConfig(program);
+registerDoctor(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`llmd: ${e.message}\n`);

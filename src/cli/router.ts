@@ -9,7 +9,7 @@ import { ROUTER_PORT } from "../framework/ports.js";
 import type { EndpointMetadata } from "../framework/types.js";
 import { logger } from "../log.js";
 import { startRouter } from "../router/server.js";
-import { createEppRuntime } from "./epp-runtime.js";
+import { configView, createEppRuntime } from "./epp-runtime.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -80,6 +80,7 @@ export function registerRouter(program: Command): void {
         buildRequest: epp.buildRequest,
         metrics: epp.metrics,
         maxBodyBytes: Number(a.maxBodyBytes),
+        configView: configView(epp.config),
       });
       log.info({ url: router.url, endpoints: store.all().length }, "router listening");
       const shutdown = async () => {

@@ -76,6 +76,8 @@ export interface RouterOptions {
   upstreamBodyTimeoutMs?: number;
   /** connections per upstream endpoint (default 128) */
   upstreamConnections?: number;
+  /** what `GET /llmd/config` shows: the resolved EndpointPickerConfig and a summary (for `llmd doctor`) */
+  configView?: unknown;
   /** P/D: retries of the prefill leg on 502/503/504 (default 1) */
   prefillMaxRetries?: number;
   /** P/D: backoff before the first prefill retry, ms (default 200) */
@@ -401,6 +403,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       }
       case "/llmd/endpoints":
         return sendJson(res, endpointsView());
+      case "/llmd/config":
+        return sendJson(res, opts.configView ?? {});
       default:
         throw pathNotFound(method, path);
     }

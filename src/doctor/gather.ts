@@ -1,0 +1,120 @@
+/**
+ * Gathers the doctor's evidence from a running stack over HTTP: the router's
+ * `/llmd/config`, `/llmd/endpoints` and `/metrics`, and each model server's `/metrics` and
+ * `/llmd/kv/layout`.
+ */
+import parsePrometheusTextFormat, { type PromFamily } from "parse-prometheus-text-format";
+import type { Evidence, KvLayout, ServerEvidence } from "./checks.js";
+
+const TIMEOUT_MS = 3000;
+
+async function get(url: string): Promise<string | null> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (!r.ok) return null;
+    return await r.text();
+  } catch {
+    return null;
+  }
+}
+
+/** Σ of a counter/gauge family's sample values (optionally filtered by a label). */
+export function sumValues(fams: PromFamily[], name: string, label?: [string, string]): number {
+  const f = fams.find((x) => x.name === name);
+  if (!f) return 0;
+  let s = 0;
+  for (const m of f.metrics) {
+    if (label && m.labels?.[label[0]] !== label[1]) continue;
+    s += Number(m.value ?? 0) || 0;
+  }
+  return s;
+}
+
+/** Σ of a histogram's `_sum` and `_count` over its series. */
+export function histogramTotals(fams: PromFamily[], name: string): { sum: number; count: number } {
+  const f = fams.find((x) => x.name === name);
+  let sum = 0;
+  let count = 0;
+  for (const m of f?.metrics ?? []) {
+    sum += Number(m.sum ?? 0) || 0;
+    count += Number(m.count ?? 0) || 0;
+  }
+  return { sum, count };
+}
+
+function parse(text: string | null): PromFamily[] {
+  if (!text) return [];
+  try {
+    return parsePrometheusTextFormat(text);
+  } catch {
+    return [];
+  }
+}
+
+interface EndpointView {
+  id: string;
+  url: string;
+  role: string | null;
+  ready: boolean;
+}
+
+/**
+ * Reads everything the checks need.
+ * @param routerUrl base URL of `llmd router`
+ */
+export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
+  const base = routerUrl.replace(/\/+$/, "");
+  const [cfgText, epsText, metricsText] = await Promise.all([
+    get(`${base}/llmd/config`),
+    get(`${base}/llmd/endpoints`),
+    get(`${base}/metrics`),
+  ]);
+  const cfg = cfgText ? (JSON.parse(cfgText) as { pd?: boolean; profileHandler?: { type: string } }) : {};
+  const eps = epsText ? ((JSON.parse(epsText) as { endpoints: EndpointView[] }).endpoints ?? []) : [];
+  const fams = parse(metricsText);
+  const decisions: Record<string, number> = {};
+  for (const m of fams.find((f) => f.name === "llm_d_epp_disagg_decision_total")?.metrics ?? []) {
+    const t = m.labels?.decision_type ?? "unknown";
+    decisions[t] = (decisions[t] ?? 0) + (Number(m.value) || 0);
+  }
+  const servers: ServerEvidence[] = await Promise.all(
+    eps.map(async (ep) => {
+      const [mt, lt] = await Promise.all([get(`${ep.url}/metrics`), get(`${ep.url}/llmd/kv/layout`)]);
+      const sf = parse(mt);
+      const ttft = histogramTotals(sf, "vllm:time_to_first_token_seconds");
+      let layout: KvLayout | undefined;
+      try {
+        layout = lt ? (JSON.parse(lt) as KvLayout) : undefined;
+      } catch {
+        layout = undefined;
+      }
+      return {
+        id: ep.id,
+        url: ep.url,
+        role: ep.role,
+        ready: ep.ready,
+        reachable: mt !== null,
+        layout,
+        ttftSum: ttft.sum,
+        ttftCount: ttft.count,
+        kvTransfers: histogramTotals(sf, "vllm:nixl_xfer_time_seconds").count,
+        kvBytes: histogramTotals(sf, "vllm:nixl_bytes_transferred").sum,
+        kvFailedTransfers:
+          sumValues(sf, "vllm:nixl_num_failed_transfers_total") +
+          sumValues(sf, "vllm:nixl_num_failed_transfers"),
+        requests: sumValues(sf, "vllm:request_success_total"),
+      };
+    }),
+  );
+  return {
+    router: {
+      url: base,
+      reachable: epsText !== null,
+      pdConfigured: cfg.pd === true,
+      profileHandler: cfg.profileHandler?.type,
+      decisions,
+      requests: sumValues(fams, "llm_d_epp_request_total"),
+    },
+    servers,
+  };
+}
