@@ -141,6 +141,36 @@ describe("SimEngine", () => {
     await e.close();
   });
 
+  it("constant latency calculator: a request's prefill chunks sum to time-to-first-token", async () => {
+    const e = engine({
+      timeToFirstTokenMs: 100,
+      maxNumBatchedTokens: 30,
+      interTokenLatencyMs: 7,
+      prefillOverheadMs: 50,
+    });
+    const r = await run(e, req(range(0, 90), 3));
+    assert.equal(r.tokens.length, 3);
+    const prefill = e.steps.filter((s) => s.prefillTokens > 0);
+    assert.deepEqual(
+      prefill.map((s) => s.prefillTokens),
+      [30, 30, 30],
+    );
+    const rec0 = e.finished.at(-1)!;
+    assert.ok(Math.abs(rec0.ttftMs - 100) < 1e-9, `ttft ${rec0.ttftMs}`);
+    assert.deepEqual(rec0.itlMs, [7, 7]);
+    // explicit per-token calculator ignores time-to-first-token
+    const e2 = engine({
+      latencyCalculator: "per-token",
+      timeToFirstTokenMs: 100,
+      prefillOverheadMs: 5,
+      prefillTimePerTokenMs: 1,
+    });
+    await run(e2, req(range(0, 90), 1));
+    assert.equal(e2.finished.at(-1)!.ttftMs, 5 + 90);
+    await e.close();
+    await e2.close();
+  });
+
   it("decode step time grows with the decode batch", async () => {
     const e = engine({
       interTokenLatencyMs: 10,
