@@ -132,3 +132,27 @@ describe("concurrency-detector factory", () => {
     );
   });
 });
+
+describe("concurrency-detector reservations from flow control", () => {
+  it("onDispatched counts a pending request until preRequest places it or release drops it", () => {
+    const d = new ConcurrencyDetector("c", { maxConcurrency: 2 });
+    const a = ep("a");
+    const r1 = { requestId: "p1", requestSizeBytes: 8, attributes: new Map() } as unknown as InferenceRequest;
+    const r2 = { requestId: "p2", requestSizeBytes: 8, attributes: new Map() } as unknown as InferenceRequest;
+    d.onDispatched(r1, 1000);
+    d.onDispatched(r2, 1000);
+    close(d.saturation([a], 1000), 1);
+    d.preRequest(r1, {
+      primaryProfileName: "p",
+      profileResults: { p: { targetEndpoints: [a], scoredCandidates: [] } },
+    });
+    assert.equal(d.pendingRequests, 1);
+    assert.deepEqual(d.tracker.get("a"), { requests: 1, tokens: 2 });
+    close(d.saturation([a], 1000), 1);
+    d.release(r2);
+    close(d.saturation([a], 1000), 0.5);
+    d.onDispatched(r2, 1000);
+    close(d.saturation([a], 1000 + 30_001), 0.5);
+    assert.equal(d.pendingRequests, 0, "unclaimed reservations expire after 30 s");
+  });
+});
