@@ -16,3 +16,12 @@ export const ROLE_BOTH = "both";
 export const ROLE_ENCODE = "encode";
 export const ROLE_ENCODE_PREFILL = "encode-prefill";
 export const ROLE_ENCODE_PREFILL_DECODE = "encode-prefill-decode";
+
+/**
+ * Endpoint label overriding the ZMQ port of its KV-event publisher (default
+ * `KV_EVENTS_PORT` 5557), read by `precise-prefix-cache-producer` (our label; llm-d uses a
+ * per-deployment `socketPort`).
+ */
+export const KV_EVENTS_PORT_LABEL = "llm-d.ai/kv-events-port";
+/** Endpoint label giving the ZMQ port of its KV-event replay ROUTER (no label = no replay). */
+export const KV_EVENTS_REPLAY_PORT_LABEL = "llm-d.ai/kv-events-replay-port";

@@ -185,3 +185,70 @@ export interface DisaggDecision {
   pluginName: string;
   pluginType: string;
 }
+
+/**
+ * The endpoint pool as a notification source sees it: `EndpointStore` (src/datalayer/store.ts)
+ * satisfies it (`added` / `removed` events carrying the {@link Endpoint}).
+ */
+export interface EndpointEventSource {
+  /** every endpoint currently in the pool */
+  all(): Endpoint[];
+  on(event: "added" | "removed", listener: (endpoint: Endpoint) => void): unknown;
+  off(event: "added" | "removed", listener: (endpoint: Endpoint) => void): unknown;
+}
+
+/**
+ * A data-layer extractor notified when endpoints join or leave the pool (llm-d
+ * `EndpointExtractor`, reference/epp.md §5.2), e.g. `precise-prefix-cache-producer`, which
+ * starts and stops a KV-event subscriber per endpoint.
+ */
+export interface EndpointExtractor {
+  readonly name: string;
+  endpointAdded(endpoint: Endpoint): void;
+  endpointRemoved(endpoint: Endpoint): void;
+}
+
+/**
+ * A data-layer source that follows the pool and notifies its extractors
+ * (`endpoint-notification-source`, reference/epp.md §5.2). The runtime wires it from
+ * `dataLayer.sources`: `addExtractor` for each extractor plugin listed under the source, then
+ * `attachEndpointSource(store)` once; existing endpoints are replayed as `added`.
+ */
+export interface EndpointNotificationSource {
+  readonly name: string;
+  addExtractor(extractor: EndpointExtractor): void;
+  attachEndpointSource(source: EndpointEventSource): void;
+  /** stops following the pool */
+  detach(): void;
+}
+
+/** Whether a plugin is an {@link EndpointExtractor}. */
+export const isEndpointExtractor = (p: object): p is EndpointExtractor =>
+  typeof (p as EndpointExtractor).endpointAdded === "function" &&
+  typeof (p as EndpointExtractor).endpointRemoved === "function";
+
+/** Whether a plugin is an {@link EndpointNotificationSource}. */
+export const isEndpointNotificationSource = (p: object): p is EndpointNotificationSource =>
+  typeof (p as EndpointNotificationSource).attachEndpointSource === "function" &&
+  typeof (p as EndpointNotificationSource).addExtractor === "function";
+
+/**
+ * A plugin with Prometheus metrics of its own: the runtime calls `registerMetrics` once with
+ * the EPP's registry.
+ */
+export interface MetricsRegistrant {
+  registerMetrics(registry: import("prom-client").Registry): void;
+}
+
+/** Whether a plugin is a {@link MetricsRegistrant}. */
+export const isMetricsRegistrant = (p: object): p is MetricsRegistrant =>
+  typeof (p as MetricsRegistrant).registerMetrics === "function";
+
+/** A plugin holding sockets or timers: the runtime calls `close` on shutdown. */
+export interface ClosablePlugin {
+  close(): Promise<void>;
+}
+
+/** Whether a plugin is a {@link ClosablePlugin}. */
+export const isClosablePlugin = (p: object): p is ClosablePlugin =>
+  typeof (p as ClosablePlugin).close === "function";
