@@ -46,6 +46,8 @@ describe("InferenceObjectives", () => {
     assert.equal(store.priorityForHeaders({ "x-llm-d-inference-objective": "critical" }), 10);
     assert.equal(store.priorityForHeaders({ "x-gateway-inference-objective": "batch" }), -1);
     assert.equal(store.priorityForHeaders({}), 0);
+    assert.equal(store.objective("critical")?.priority, 10);
+    assert.equal(store.objective("nope"), undefined);
   });
 
   it("pool filter, upsert and remove (the CRD watcher's API)", () => {

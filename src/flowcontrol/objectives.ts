@@ -128,6 +128,14 @@ export class ObjectiveStore {
   }
 
   /**
+   * Same as {@link get}: the shape of `RequestPolicies.objective` / `ObjectiveLookup` of
+   * `src/requestcontrol`, so the store can be passed there directly.
+   */
+  objective(name: string): InferenceObjective | undefined {
+    return this.byName.get(name);
+  }
+
+  /**
    * Adds or replaces an objective (keyed by name).
    * @returns false when ignored because it belongs to another pool
    */
