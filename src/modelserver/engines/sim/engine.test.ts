@@ -75,20 +75,33 @@ describe("SimEngine", () => {
     assert.equal(r1.finish.reason, "length");
     // N output tokens decode to N words
     assert.equal(e.tokenizer.decode(r1.tokens).split(" ").length, 30);
-    // without ignore_eos some requests stop early (seeded), never below min_tokens
+    // without ignore_eos a seeded EOS may end a request early, never below min_tokens
     let early = 0;
+    let total = 0;
     for (let s = 0; s < 40; s++) {
       const r = await run(
         e,
-        req(p, 20, { params: { maxTokens: 20, minTokens: 5, ignoreEos: false, seed: s } }),
+        req(p, 2000, { params: { maxTokens: 2000, minTokens: 5, ignoreEos: false, seed: s } }),
       );
-      assert.ok(r.tokens.length >= 5 && r.tokens.length <= 20);
+      assert.ok(r.tokens.length >= 5 && r.tokens.length <= 2000);
+      total += r.tokens.length;
       if (r.finish.reason === "stop") {
         early++;
-        assert.ok(r.tokens.length < 20);
-      } else assert.equal(r.tokens.length, 20);
+        assert.ok(r.tokens.length < 2000);
+      } else assert.equal(r.tokens.length, 2000);
     }
-    assert.ok(early > 0 && early < 40, `early stops: ${early}`);
+    assert.ok(early >= 35, `early stops: ${early}`);
+    const mean = total / 40;
+    assert.ok(mean > 100 && mean < 500, `mean length ${mean} (geometric, ≈ 5 + 256)`);
+    const again = await run(
+      e,
+      req(p, 2000, { params: { maxTokens: 2000, minTokens: 5, ignoreEos: false, seed: 3 } }),
+    );
+    const again2 = await run(
+      e,
+      req(p, 2000, { params: { maxTokens: 2000, minTokens: 5, ignoreEos: false, seed: 3 } }),
+    );
+    assert.equal(again.tokens.length, again2.tokens.length);
     await e.close();
   });
 

@@ -8,17 +8,20 @@
  * - **random**: words of a fixed list, drawn by a seeded PRNG (mulberry32) whose seed mixes
  *   the server `--seed`, the request `seed` and the prompt token ids, so the same
  *   seed + prompt + request seed always gives the same text. Length is `max_tokens`
- *   (finish `length`), unless `ignore_eos` is false and the seeded early stop fires
- *   (probability {@link EARLY_STOP_PROBABILITY} per request): then the length is uniform in
- *   `[max(1, min_tokens), max_tokens − 1]` and the finish reason is `stop` (an EOS).
+ *   (finish `length`), unless `ignore_eos` is false and a seeded EOS comes first: after
+ *   `max(1, min_tokens)` tokens every token is an EOS with probability
+ *   {@link EOS_PROBABILITY} (a geometric length, mean ≈ 256 extra tokens), and the request
+ *   ends there with finish `stop`. So short `max_tokens` (16–64) mostly run to `length`, and a
+ *   chat request without `max_tokens` ends after a few hundred tokens instead of running to
+ *   max-model-len.
  *   The first token is a word, later ones are ` word` (one token each with the sim
  *   tokenizer, so N output tokens are N words).
  */
 import type { FinishReason, SamplingParams } from "../../engine.js";
 import type { SimTokenizer } from "../../tokenizer.js";
 
-/** Chance (0..1) that a random-mode request without `ignore_eos` stops before `max_tokens`. */
-export const EARLY_STOP_PROBABILITY = 0.2;
+/** Per-token EOS probability (0..1) of random mode without `ignore_eos`. */
+export const EOS_PROBABILITY = 1 / 256;
 
 /** The word list of random mode. */
 export const WORDS: readonly string[] = (
@@ -97,10 +100,12 @@ export function randomPlan(
   const rnd = mulberry32(mixSeed(serverSeed, params.seed, prompt));
   let length = params.maxTokens;
   let reason: FinishReason = "length";
-  if (!params.ignoreEos && params.maxTokens > 1 && rnd() < EARLY_STOP_PROBABILITY) {
+  if (!params.ignoreEos) {
     const lo = Math.max(1, params.minTokens);
-    if (lo < params.maxTokens) {
-      length = lo + Math.floor(rnd() * (params.maxTokens - lo));
+    // geometric number of tokens after `lo` before the EOS (inverse CDF, U in (0, 1])
+    const extra = Math.floor(Math.log(1 - rnd()) / Math.log(1 - EOS_PROBABILITY));
+    if (lo + extra < params.maxTokens) {
+      length = lo + extra;
       reason = "stop";
     }
   }
