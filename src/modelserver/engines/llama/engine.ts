@@ -66,6 +66,7 @@ import {
   encodeKvState,
   type KvGeometry,
   type KvStateHeader,
+  restreamSeqState,
 } from "./kv-state.js";
 import { type NodeLlamaCpp, nodeLlamaCpp, sharedLlama } from "./runtime.js";
 import { LlamaTokenizer } from "./tokenizer.js";
@@ -361,7 +362,7 @@ export class LlamaEngine implements Engine {
     };
     return this.startJob(req, req.promptTokens, async (seq) => {
       const path = this.stateFilePath();
-      await writeFile(path, state);
+      await writeFile(path, restreamSeqState(state, this.slots.length, this.streamIndex(seq)));
       try {
         await seq.loadStateFromFile(path, { acceptRisk: true });
       } finally {
@@ -455,10 +456,19 @@ export class LlamaEngine implements Engine {
         `This model's maximum context length is ${max} tokens. However, you requested ${n + maxTokens} tokens (${n} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
       );
     }
-    if (this.pending.length >= this.maxWaiting) {
+    if (this.pending.length >= this.maxWaiting && !this.slots.some((s) => !s.busy)) {
       throw new ApiError(429, "Failed to enqueue request, waiting requests queue is full");
     }
     return n;
+  }
+
+  /** llama.cpp sequence id (= KV stream index, `kv_unified=false`) of a slot's sequence. */
+  private streamIndex(seq: LlamaContextSequence): number {
+    const internal = (seq as unknown as { _sequenceId?: unknown })._sequenceId;
+    if (typeof internal === "number") return internal;
+    const slot = this.slots.find((s) => s.seq === seq);
+    if (!slot) throw new Error("sequence does not belong to this engine");
+    return slot.id;
   }
 
   private stateFilePath(): string {

@@ -17,6 +17,9 @@ export {
   KV_STATE_MAGIC,
   type KvStateHeader,
   KvStateMismatchError,
+  LLAMA_STATE_SEQ_MAGIC,
+  LLAMA_STATE_SEQ_VERSION,
+  restreamSeqState,
 } from "./kv-state.js";
 export { nodeLlamaCpp, sharedLlama } from "./runtime.js";
 export { LlamaTokenizer } from "./tokenizer.js";

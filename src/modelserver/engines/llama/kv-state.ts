@@ -15,6 +15,15 @@
  * KV layout (layers × K/V width × element type, §4: state ≈ n_layer·2·n_embd_kv·2 bytes per
  * token). A mismatch of either throws {@link KvStateMismatchError} naming both sides — the
  * "KV layouts differed so the transfer worked and produced garbage" story (DESIGN.md).
+ *
+ * **Sequence count.** node-llama-cpp creates contexts with `kv_unified = false`, so llama.cpp
+ * keeps one KV stream per sequence and a sequence state file records the stream count:
+ * `u32 magic 'ggsq' | u32 version (3) | u32 n_tokens | n_tokens × u32 token | u32 n_stream |
+ * n_stream sections`, where each section is `u32 cell_count` + cell data, and only the
+ * section of the saved sequence's stream is non-empty (the others are a bare `0`). Loading
+ * into a context with another sequence count fails with "n_stream mismatch" (measured), so
+ * {@link restreamSeqState} rewrites the stream count and moves the one non-empty section to
+ * the target sequence's stream index; the cell data itself is unchanged.
  */
 
 /** Magic bytes at the start of an envelope. */
@@ -126,4 +135,59 @@ export function checkKvState(
       target,
     );
   }
+}
+
+/** `'ggsq'`: llama.cpp `LLAMA_STATE_SEQ_MAGIC`. */
+export const LLAMA_STATE_SEQ_MAGIC = 0x67677371;
+/** llama.cpp `LLAMA_STATE_SEQ_VERSION` this code understands. */
+export const LLAMA_STATE_SEQ_VERSION = 3;
+
+/**
+ * Rewrites a llama.cpp sequence state file for a context with `targetStreams` sequences,
+ * placing the saved sequence's KV section at stream `targetIndex` (see module doc).
+ * @param raw llama.cpp sequence state file bytes
+ * @returns new bytes (the input when nothing changes)
+ * @throws Error on an unknown magic/version, a state with no cells, non-empty extra sections,
+ *   or a target index outside `[0, targetStreams)`
+ */
+export function restreamSeqState(raw: Buffer, targetStreams: number, targetIndex: number): Buffer {
+  if (!(targetIndex >= 0 && targetIndex < targetStreams)) {
+    throw new RangeError(`target stream ${targetIndex} outside [0, ${targetStreams})`);
+  }
+  if (raw.length < 16 || raw.readUInt32LE(0) !== LLAMA_STATE_SEQ_MAGIC) {
+    throw new Error("not a llama.cpp sequence state (magic 'ggsq' missing)");
+  }
+  const version = raw.readUInt32LE(4);
+  if (version !== LLAMA_STATE_SEQ_VERSION) {
+    throw new Error(
+      `llama.cpp sequence state version ${version} is not supported (expected ${LLAMA_STATE_SEQ_VERSION})`,
+    );
+  }
+  const nTokens = raw.readUInt32LE(8);
+  const o = 12 + 4 * nTokens;
+  if (raw.length < o + 8) throw new Error("truncated llama.cpp sequence state");
+  const streams = raw.readUInt32LE(o);
+  let p = o + 4;
+  let k = 0;
+  while (k < streams && p + 4 <= raw.length && raw.readUInt32LE(p) === 0) {
+    p += 4;
+    k++;
+  }
+  if (k >= streams) throw new Error("llama.cpp sequence state holds no KV cells");
+  const end = raw.length - 4 * (streams - 1 - k);
+  if (end <= p) throw new Error("truncated llama.cpp sequence state");
+  for (let q = end; q < raw.length; q += 4) {
+    if (raw.readUInt32LE(q) !== 0)
+      throw new Error("llama.cpp sequence state has more than one non-empty stream");
+  }
+  if (streams === targetStreams && k === targetIndex) return raw;
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(targetStreams, 0);
+  return Buffer.concat([
+    raw.subarray(0, o),
+    head,
+    Buffer.alloc(4 * targetIndex),
+    raw.subarray(p, end),
+    Buffer.alloc(4 * (targetStreams - 1 - targetIndex)),
+  ]);
 }
