@@ -9,18 +9,27 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import { discoveryFileText } from "../datalayer/discovery-file.js";
+import { ROLE_DECODE, ROLE_LABEL, ROLE_PREFILL } from "../framework/labels.js";
 import { ROUTER_PORT, UP_FIRST_SERVER_PORT } from "../framework/ports.js";
+
+/** The P/D EndpointPickerConfig `llmd up --prefill/--decode` uses by default (shipped in `config/`). */
+export const PD_CONFIG_PATH = fileURLToPath(new URL("../../config/pd.yaml", import.meta.url));
 
 /** Options of {@link runUp}. */
 export interface UpOptions {
   host: string;
   /** router port */
   port: number;
-  /** number of model servers */
+  /** number of model servers (aggregated mode) */
   replicas: number;
+  /** P/D mode: prefill servers (0 = aggregated) */
+  prefill: number;
+  /** P/D mode: decode servers */
+  decode: number;
   engine: string;
   eppConfig?: string;
   model: string;
@@ -101,14 +110,28 @@ export async function runUp(
   if (o.engine !== "sim") throw new Error(`--engine ${o.engine}: only "sim" is available in this build`);
   if (!(await portFree(o.port, o.host)))
     throw new Error(`router port ${o.port} on ${o.host} is busy (use --port)`);
-  const ports = await freePorts(o.firstServerPort, o.replicas, o.host, [o.port]);
+  const pd = o.prefill > 0;
+  if (pd && o.decode < 1) throw new Error("--prefill needs --decode ≥ 1");
+  const total = pd ? o.prefill + o.decode : o.replicas;
+  const ports = await freePorts(o.firstServerPort, total, o.host, [o.port]);
   const dir = mkdtempSync(join(tmpdir(), "llmd-up-"));
   const discovery = join(dir, "endpoints.json");
-  const names = ports.map((_, i) => `server-${i}`);
+  const roles = ports.map((_, i) => (pd ? (i < o.prefill ? ROLE_PREFILL : ROLE_DECODE) : null));
+  const names = ports.map((_, i) =>
+    pd ? `${roles[i]}-${i < o.prefill ? i : i - o.prefill}` : `server-${i}`,
+  );
   writeFileSync(
     discovery,
-    discoveryFileText(ports.map((port, i) => ({ name: names[i]!, address: o.host, port }))),
+    discoveryFileText(
+      ports.map((port, i) => ({
+        name: names[i]!,
+        address: o.host,
+        port,
+        ...(roles[i] ? { labels: { [ROLE_LABEL]: roles[i]! } } : {}),
+      })),
+    ),
   );
+  const eppConfig = o.eppConfig ?? (pd ? PD_CONFIG_PATH : undefined);
 
   const self = selfCommand();
   const children: ChildProcess[] = [];
@@ -175,7 +198,7 @@ export async function runUp(
       discovery,
       ...o.routerArgs,
     ];
-    if (o.eppConfig) routerArgs.push("--epp-config", o.eppConfig);
+    if (eppConfig) routerArgs.push("--epp-config", eppConfig);
     const router = launch("router", routerArgs);
     const deadOf = (c: ChildProcess, name: string) => () => (exits.has(c) ? `${name} ${exits.get(c)}` : null);
     for (const s of servers) {
@@ -192,15 +215,16 @@ export async function runUp(
         const r = (await (await fetch(`${url}/llmd/endpoints`)).json()) as {
           endpoints: { ready: boolean }[];
         };
-        return r.endpoints.filter((e) => e.ready).length === o.replicas;
+        return r.endpoints.filter((e) => e.ready).length === total;
       },
       o.readyTimeoutMs,
       "router",
       deadOf(router, "router"),
     );
-    out(
-      `llmd up: router ready at ${url} with ${o.replicas} ${o.engine} servers (${ports.map((p) => `${o.host}:${p}`).join(", ")})`,
-    );
+    const what = pd ? `${o.prefill} prefill + ${o.decode} decode` : `${total}`;
+    const addrs = ports.map((p) => `${o.host}:${p}`).join(", ");
+    out(`llmd up: router ready at ${url} with ${what} ${o.engine} servers (${addrs})`);
+    if (pd) out(`  P/D:       EPP config ${eppConfig}; check it with: llmd doctor --url ${url}`);
     out(`  model:     ${o.model}`);
     out(`  endpoints: ${url}/llmd/endpoints   metrics: ${url}/metrics`);
     out(`  try:       curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\`);
@@ -223,7 +247,13 @@ export function registerUp(program: Command): void {
     .description("start a local stack: the router (EPP built in) and a pool of model servers on 127.0.0.1")
     .option("--port <port>", "router port", String(ROUTER_PORT))
     .option("--host <host>", "listen address of every process", "127.0.0.1")
-    .option("--replicas <n>", "number of model servers", "4")
+    .option("--replicas <n>", "number of model servers (aggregated)", "4")
+    .option(
+      "--prefill <n>",
+      "P/D: number of prefill servers (with --decode; default EPP config: config/pd.yaml)",
+      "0",
+    )
+    .option("--decode <n>", "P/D: number of decode servers", "0")
     .option("--engine <engine>", "model server engine: sim", "sim")
     .option("--epp-config <file>", "EndpointPickerConfig YAML (default: the built-in default config)")
     .option("--model <name>", "model name the servers serve", "llmd/sim-8b")
@@ -237,6 +267,8 @@ export function registerUp(program: Command): void {
         host: a.host,
         port: Number(a.port),
         replicas: Number(a.replicas),
+        prefill: Number(a.prefill),
+        decode: Number(a.decode),
         engine: a.engine,
         eppConfig: a.eppConfig,
         model: a.model,
