@@ -8,6 +8,7 @@
  * rewrites in a {@link PolicyStore}. Each collection runs its own {@link Reflector}
  * (list+watch, bookmarks, 410 → relist, backoff).
  */
+import { EventEmitter } from "node:events";
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { logger } from "../../log.js";
 import type { EndpointStore } from "../store.js";
@@ -52,8 +53,12 @@ function byName<T extends KubeObject>(map: Map<string, T>, items: T[]): void {
   for (const o of items) if (o.metadata?.name) map.set(o.metadata.name, o);
 }
 
-/** InferencePool + Pods + llm-d CRDs → endpoint store and policies (see file header). */
-export class KubernetesDiscovery {
+/**
+ * InferencePool + Pods + llm-d CRDs → endpoint store and policies (see file header).
+ * Events: `policies` () after any objective / model-rewrite change; `pool` () after the pool
+ * object changed (after the store was reconciled); `bookmark` (path, resourceVersion).
+ */
+export class KubernetesDiscovery extends EventEmitter {
   /** objectives and model rewrites of the pool */
   readonly policies: PolicyStore;
   private pool?: InferencePool;
@@ -63,6 +68,7 @@ export class KubernetesDiscovery {
   private readonly podReflector: Reflector<KubeObject>;
 
   constructor(private readonly opts: KubernetesDiscoveryOptions) {
+    super();
     this.policies = new PolicyStore(opts.poolName, opts.random);
     const kc = opts.kubeConfig;
     const core = kc.makeApiClient(CoreV1Api);
@@ -97,11 +103,13 @@ export class KubernetesDiscovery {
         onSync: (items) => {
           this.pool = items.find((p) => p.metadata?.name === opts.poolName) as InferencePool | undefined;
           this.reconcile();
+          this.emit("pool");
         },
         onEvent: (type, obj) => {
           if (obj.metadata?.name !== opts.poolName) return;
           this.pool = type === "DELETED" ? undefined : (obj as InferencePool);
           this.reconcile();
+          this.emit("pool");
         },
         onError: onError(POOL_PLURAL),
       },
@@ -132,6 +140,7 @@ export class KubernetesDiscovery {
           this.reconcile();
         },
         onError: onError("pods"),
+        onBookmark: (rv) => this.emit("bookmark", `/api/v1/namespaces/${ns}/pods`, rv),
       },
     );
     this.reflectors.push(this.poolReflector, this.podReflector);
@@ -145,11 +154,15 @@ export class KubernetesDiscovery {
             ...backoff,
           },
           {
-            onSync: (items) => this.policies.replaceObjectives(items as InferenceObjective[]),
-            onEvent: (type, obj) =>
-              type === "DELETED"
-                ? this.policies.deleteObjective(obj as InferenceObjective)
-                : this.policies.upsertObjective(obj as InferenceObjective),
+            onSync: (items) => {
+              this.policies.replaceObjectives(items as InferenceObjective[]);
+              this.emit("policies");
+            },
+            onEvent: (type, obj) => {
+              if (type === "DELETED") this.policies.deleteObjective(obj as InferenceObjective);
+              else this.policies.upsertObjective(obj as InferenceObjective);
+              this.emit("policies");
+            },
             onError: onError(OBJECTIVE_PLURAL),
           },
         ),
@@ -161,11 +174,15 @@ export class KubernetesDiscovery {
             ...backoff,
           },
           {
-            onSync: (items) => this.policies.replaceRewrites(items as InferenceModelRewrite[]),
-            onEvent: (type, obj) =>
-              type === "DELETED"
-                ? this.policies.deleteRewrite(obj as InferenceModelRewrite)
-                : this.policies.upsertRewrite(obj as InferenceModelRewrite),
+            onSync: (items) => {
+              this.policies.replaceRewrites(items as InferenceModelRewrite[]);
+              this.emit("policies");
+            },
+            onEvent: (type, obj) => {
+              if (type === "DELETED") this.policies.deleteRewrite(obj as InferenceModelRewrite);
+              else this.policies.upsertRewrite(obj as InferenceModelRewrite);
+              this.emit("policies");
+            },
             onError: onError(REWRITE_PLURAL),
           },
         ),

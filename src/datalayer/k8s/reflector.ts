@@ -33,6 +33,8 @@ export interface ReflectorHandlers<T extends KubeObject> {
   onSync(items: T[]): void;
   /** one watch event */
   onEvent(type: "ADDED" | "MODIFIED" | "DELETED", obj: T): void;
+  /** a BOOKMARK advanced the resourceVersion to `rv` */
+  onBookmark?(rv: string): void;
   /** a failure that will be retried (for logging) */
   onError?(err: Error, phase: "list" | "watch"): void;
 }
@@ -161,7 +163,10 @@ export class Reflector<T extends KubeObject> {
           const rv = obj?.metadata?.resourceVersion;
           if (rv) this.rv = rv;
           progressed = true;
-          if (type === "BOOKMARK") return;
+          if (type === "BOOKMARK") {
+            if (rv) this.handlers.onBookmark?.(rv);
+            return;
+          }
           if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") this.handlers.onEvent(type, obj);
         },
         (err: unknown) => {
