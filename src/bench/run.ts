@@ -14,6 +14,8 @@ import { createRng, poissonArrivalsMs } from "./prng.js";
 import type { BenchReport, ErrorKindSummary } from "./report.js";
 import { LatencyHistogram, round2 } from "./stats.js";
 import {
+  LONG_PROMPT_DEFAULTS,
+  type LongPromptParams,
   SHARED_PREFIX_DEFAULTS,
   type SharedPrefixParams,
   simTokens,
@@ -34,6 +36,8 @@ export interface BenchOptions {
   workload?: WorkloadName;
   /** shared-prefix parameters (defaults: 16 groups × 8 prompts, 1024 + 64 tokens). */
   sharedPrefix?: Partial<SharedPrefixParams>;
+  /** `long-prompt` parameters (defaults {@link LONG_PROMPT_DEFAULTS}) */
+  longPrompt?: Partial<LongPromptParams>;
   /** Completion tokens per request (`max_tokens`, with `ignore_eos`). Default 32. */
   outputTokens?: number;
   /** Requests to send. Default: the workload's natural size (groups × prompts-per-group). */
@@ -122,6 +126,8 @@ export function buildWorkload(opts: BenchOptions): Workload {
   switch (name) {
     case "shared-prefix":
       return WORKLOADS[name](common, { ...SHARED_PREFIX_DEFAULTS, ...opts.sharedPrefix });
+    case "long-prompt":
+      return WORKLOADS[name](common, { ...LONG_PROMPT_DEFAULTS, ...opts.longPrompt });
     default:
       throw new RangeError(`unknown workload ${String(name)}; known: ${Object.keys(WORKLOADS).join(", ")}`);
   }

@@ -152,9 +152,85 @@ export const sharedPrefixWorkload: WorkloadFactory<SharedPrefixParams> = (common
   };
 };
 
-/** Parameters of each workload, by name (add `"long-prompt": LongPromptParams` here). */
+/**
+ * `long-prompt` parameters: long prompts mixed with ongoing decodes — the workload that shows
+ * prefill/decode interference (a long prefill in an engine step stalls the decodes sharing
+ * that step) and what P/D disaggregation buys. Lengths in tokens.
+ */
+export interface LongPromptParams {
+  /** prompt length of the long requests, tokens. Default 4096. */
+  longPromptTokens: number;
+  /** prompt length of the short (decode-heavy) requests, tokens. Default 64. */
+  shortPromptTokens: number;
+  /** fraction 0..1 of requests that are long. Default 0.25. */
+  longFraction: number;
+  /** completion tokens of the long requests (short ones use `outputTokens`). Default 8. */
+  longOutputTokens: number;
+}
+
+/** Defaults of {@link LongPromptParams}. */
+export const LONG_PROMPT_DEFAULTS: Readonly<LongPromptParams> = Object.freeze({
+  longPromptTokens: 4096,
+  shortPromptTokens: 64,
+  longFraction: 0.25,
+  longOutputTokens: 8,
+});
+
+/**
+ * `long-prompt`: `requests` (default 64) requests in a seeded order, a `longFraction` of them
+ * with `longPromptTokens`-token prompts and `longOutputTokens` outputs, the rest with
+ * `shortPromptTokens`-token prompts and `outputTokens` outputs (the ongoing decodes). Every
+ * prompt starts with a unique marker word, so no two requests share a prefix: every long
+ * prompt is a full prefill. `group` is 1 for long requests and 0 for short ones.
+ *
+ * Throws `RangeError` for invalid parameters.
+ */
+export const longPromptWorkload: WorkloadFactory<LongPromptParams> = (common, params) => {
+  const { longPromptTokens, shortPromptTokens, longFraction, longOutputTokens } = params;
+  requirePositiveInt("long-prompt-tokens", longPromptTokens);
+  requirePositiveInt("short-prompt-tokens", shortPromptTokens);
+  requirePositiveInt("long-output-tokens", longOutputTokens);
+  requirePositiveInt("output-tokens", common.outputTokens);
+  if (!(longFraction >= 0 && longFraction <= 1))
+    throw new RangeError(`long-fraction must be in 0..1, got ${longFraction}`);
+  const count = common.requests ?? 64;
+  requirePositiveInt("requests", count);
+  const seed = common.seed;
+  const nLong = Math.round(count * longFraction);
+  const kinds = shuffleInPlace(
+    Array.from({ length: count }, (_, i) => i < nLong),
+    createRng(seed, 4),
+  );
+  const rng = createRng(seed, 5);
+  const requests: WorkloadRequest[] = kinds.map((long, index) => {
+    const n = long ? longPromptTokens : shortPromptTokens;
+    const words = [`p-${seed}-${index}`];
+    randomWords(rng, n - 1, words);
+    return {
+      index,
+      prompt: words.join(" "),
+      promptTokens: n,
+      maxTokens: long ? longOutputTokens : common.outputTokens,
+      group: long ? 1 : 0,
+    };
+  });
+  return {
+    name: "long-prompt",
+    requests,
+    params: {
+      long_prompt_len: longPromptTokens,
+      short_prompt_len: shortPromptTokens,
+      long_fraction: longFraction,
+      long_output_len: longOutputTokens,
+      output_len: common.outputTokens,
+    },
+  };
+};
+
+/** Parameters of each workload, by name. */
 export interface WorkloadParamsByName {
   "shared-prefix": SharedPrefixParams;
+  "long-prompt": LongPromptParams;
 }
 
 /** Workload names accepted by `--workload`. */
@@ -164,6 +240,7 @@ export type WorkloadName = keyof WorkloadParamsByName;
 export const WORKLOADS: Readonly<{ [K in WorkloadName]: WorkloadFactory<WorkloadParamsByName[K]> }> =
   Object.freeze({
     "shared-prefix": sharedPrefixWorkload,
+    "long-prompt": longPromptWorkload,
   });
 
 /**

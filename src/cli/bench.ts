@@ -45,7 +45,11 @@ interface BenchFlags {
   url: string;
   model?: string;
   api: "completions" | "chat";
-  workload: "shared-prefix";
+  workload: "shared-prefix" | "long-prompt";
+  longPromptTokens: number;
+  shortPromptTokens: number;
+  longFraction: number;
+  longOutputTokens: number;
   groups: number;
   promptsPerGroup: number;
   systemPromptTokens: number;
@@ -76,6 +80,12 @@ export function benchOptionsFromFlags(f: BenchFlags): BenchOptions {
       promptsPerGroup: f.promptsPerGroup,
       systemPromptTokens: f.systemPromptTokens,
       questionTokens: f.questionTokens,
+    },
+    longPrompt: {
+      longPromptTokens: f.longPromptTokens,
+      shortPromptTokens: f.shortPromptTokens,
+      longFraction: f.longFraction,
+      longOutputTokens: f.longOutputTokens,
     },
     outputTokens: f.outputTokens,
     requests: f.requests,
@@ -115,12 +125,18 @@ export function registerBench(program: Command, io: BenchIo = {}): void {
       new Option("--api <api>", "OpenAI API").choices(["completions", "chat"]).default("completions"),
     )
     .addOption(
-      new Option("--workload <name>", "workload").choices(["shared-prefix"]).default("shared-prefix"),
+      new Option("--workload <name>", "workload")
+        .choices(["shared-prefix", "long-prompt"])
+        .default("shared-prefix"),
     )
     .option("--groups <n>", "shared-prefix num_groups", int, 16)
     .option("--prompts-per-group <n>", "shared-prefix num_prompts_per_group", int, 8)
     .option("--system-prompt-tokens <n>", "system prompt length, tokens", int, 1024)
     .option("--question-tokens <n>", "question length, tokens", int, 64)
+    .option("--long-prompt-tokens <n>", "long-prompt: prompt length of long requests, tokens", int, 4096)
+    .option("--short-prompt-tokens <n>", "long-prompt: prompt length of short requests, tokens", int, 64)
+    .option("--long-fraction <f>", "long-prompt: fraction 0..1 of long requests", Number, 0.25)
+    .option("--long-output-tokens <n>", "long-prompt: completion tokens of long requests", int, 8)
     .option("--output-tokens <n>", "completion tokens (max_tokens with ignore_eos)", int, 32)
     .option("--requests <n>", "requests to send (default groups × prompts-per-group)", int)
     .addOption(
