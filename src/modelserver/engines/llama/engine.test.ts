@@ -348,7 +348,7 @@ describe("llama engine: sequence-state stream rewriting", () => {
     const words = [LLAMA_STATE_SEQ_MAGIC, 3, tokens.length, ...tokens, streams];
     for (let s = 0; s < streams; s++) words.push(...(s === at ? body : [0]));
     const b = Buffer.alloc(4 * words.length);
-    words.forEach((w, i) => b.writeUInt32LE(w, 4 * i));
+    for (let i = 0; i < words.length; i++) b.writeUInt32LE(words[i]!, 4 * i);
     return b;
   };
   test("moves the one non-empty section to the target stream and rewrites the count", () => {

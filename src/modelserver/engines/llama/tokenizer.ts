@@ -6,6 +6,7 @@
  *   and vLLM do for prompts; chat templates emit them as text), and BOS is prepended when the
  *   model's `tokenizer.ggml.add_bos_token` says so and the text does not already start with it
  *   (`model.tokenize` never adds BOS itself, reference/llama-engine.md "Other pitfalls").
+ *   `encode("")` is `[]` (no lone BOS), so an empty prompt is refused like with the sim.
  * - `decode` / `decodeOne`: special (control) tokens render as "" (vLLM's
  *   `skip_special_tokens=true`). `decodeOne` of a byte token that is part of a multi-byte UTF-8
  *   character cannot be decoded on its own (U+FFFD); use {@link LlamaTokenizer.createDecoder}
@@ -55,6 +56,7 @@ export class LlamaTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
+    if (text === "") return []; // no text, no tokens (an empty prompt is a 400, not a lone BOS)
     const ids = this.model.tokenize(text, true) as number[];
     if (this.addBos && ids[0] !== this.bos) ids.unshift(this.bos as number);
     return ids;
