@@ -56,6 +56,12 @@ export const IMPLEMENTED_FAMILIES: readonly string[] = [
   N.VLLM_REQUEST_PARAMS_MAX_TOKENS,
   N.VLLM_REQUEST_PARAMS_N,
   N.VLLM_ITERATION_TOKENS_TOTAL,
+  N.VLLM_NUM_REQUESTS_WAITING_BY_REASON,
+  N.VLLM_PROMPT_TOKENS_CACHED_TOTAL,
+  N.VLLM_EXTERNAL_PREFIX_CACHE_QUERIES_TOTAL,
+  N.VLLM_EXTERNAL_PREFIX_CACHE_HITS_TOTAL,
+  N.VLLM_REQUEST_PREFILL_KV_COMPUTED_TOKENS,
+  N.VLLM_REQUEST_MAX_NUM_GENERATION_TOKENS,
 ];
 
 /** `name → TYPE` (lower case) of the fixture. */
@@ -439,7 +445,7 @@ export function runModelServerContract(name: string, makeEngine: () => Engine | 
         assert.equal(fam.type.toLowerCase(), want, `type of ${name}`);
         compared++;
       }
-      assert.ok(compared >= 22, `compared ${compared} families with the fixture`);
+      assert.ok(compared >= 28, `compared ${compared} families with the fixture`);
       // Labels from the raw lines (the parser drops labels of histogram samples).
       const sampleLines = text.split("\n").filter((l) => l.startsWith("vllm:"));
       const labelsOf = (line: string): Record<string, string> => {

@@ -73,6 +73,9 @@ export class ModelServerMetrics {
   private readonly genTokens: Child;
   private readonly maxTokensParam: Child;
   private readonly paramsN: Child;
+  private readonly prefillComputed: Child;
+  private readonly maxGenTokens: Child;
+  private readonly cachedTokens: { inc(v?: number): void };
   private readonly iteration: Child;
   private readonly success: Record<FinishReason, { inc(v?: number): void }>;
 
@@ -109,6 +112,19 @@ export class ModelServerMetrics {
       "KV-cache usage. 1 means 100 percent usage.",
       () => engine.stats().kvCacheUsage,
     );
+
+    const byReason = new Gauge({
+      name: N.VLLM_NUM_REQUESTS_WAITING_BY_REASON,
+      help: "Number of requests waiting, by reason (capacity: no room in the batch or KV cache).",
+      labelNames: ["model_name", "engine", "reason"],
+      registers: [reg],
+      collect() {
+        capacity.set(engine.stats().waiting);
+        deferred.set(0);
+      },
+    });
+    const capacity = byReason.labels({ ...base, reason: "capacity" });
+    const deferred = byReason.labels({ ...base, reason: "deferred" });
 
     const cacheInfo = new Gauge({
       name: N.VLLM_CACHE_CONFIG_INFO,
@@ -196,6 +212,24 @@ export class ModelServerMetrics {
       () => engine.stats().preemptions,
     );
 
+    counter(
+      N.VLLM_EXTERNAL_PREFIX_CACHE_QUERIES_TOTAL,
+      "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.",
+      () => 0,
+    );
+    counter(
+      N.VLLM_EXTERNAL_PREFIX_CACHE_HITS_TOTAL,
+      "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.",
+      () => 0,
+    );
+    this.cachedTokens = new Counter({
+      name: N.VLLM_PROMPT_TOKENS_CACHED_TOTAL,
+      help: "Number of cached prompt tokens (local prefix cache hits), counted when a request finishes.",
+      labelNames,
+      registers: [reg],
+    }).labels(base);
+    this.cachedTokens.inc(0);
+
     const success = new Counter({
       name: N.VLLM_REQUEST_SUCCESS_TOTAL,
       help: "Count of successfully processed requests.",
@@ -270,6 +304,16 @@ export class ModelServerMetrics {
       "Number of generation tokens processed.",
       sizeBuckets,
     );
+    this.prefillComputed = hist(
+      N.VLLM_REQUEST_PREFILL_KV_COMPUTED_TOKENS,
+      "Histogram of new KV tokens computed during prefill (prompt tokens minus cached tokens).",
+      sizeBuckets,
+    );
+    this.maxGenTokens = hist(
+      N.VLLM_REQUEST_MAX_NUM_GENERATION_TOKENS,
+      "Histogram of maximum number of requested generation tokens.",
+      sizeBuckets,
+    );
     this.maxTokensParam = hist(
       N.VLLM_REQUEST_PARAMS_MAX_TOKENS,
       "Histogram of the max_tokens request parameter.",
@@ -312,6 +356,9 @@ export class ModelServerMetrics {
     this.promptTokens.observe(fin.usage.promptTokens);
     this.genTokens.observe(fin.usage.completionTokens);
     this.maxTokensParam.observe(maxTokens);
+    this.maxGenTokens.observe(fin.usage.completionTokens);
+    this.prefillComputed.observe(fin.usage.promptTokens - fin.usage.cachedTokens);
+    this.cachedTokens.inc(fin.usage.cachedTokens);
     this.paramsN.observe(1);
     if (fin.usage.completionTokens > 1) this.reqTpot.observe(decodeSpanS / (fin.usage.completionTokens - 1));
   }

@@ -185,6 +185,10 @@ describe("model server with the sim engine (echo mode)", () => {
 
   it("metrics counters equal the engine's counts", async () => {
     const before = engine.stats();
+    const cachedBefore = metricValue(
+      await (await fetch(`${srv.url}/metrics`)).text(),
+      "vllm:prompt_tokens_cached_total",
+    );
     await client.completions.create({ model: "alias-a", prompt: words(40, "m"), max_tokens: 3 });
     await client.completions.create({ model: "alias-a", prompt: words(40, "m"), max_tokens: 3 });
     const text = await (await fetch(`${srv.url}/metrics`)).text();
@@ -196,6 +200,8 @@ describe("model server with the sim engine (echo mode)", () => {
     assert.equal(metricValue(text, "vllm:prefix_cache_hits_total"), s.prefixCacheHits);
     assert.equal(metricValue(text, "vllm:prefix_cache_queries_total"), s.prefixCacheQueries);
     assert.equal(metricValue(text, "vllm:kv_cache_usage_perc"), 0);
+    assert.equal(metricValue(text, "vllm:prompt_tokens_cached_total") - cachedBefore, 32);
+    assert.equal(metricValue(text, "vllm:num_requests_waiting_by_reason", 'reason="capacity"'), 0);
     const text2 = await (await fetch(`${srv.url}/metrics`)).text();
     assert.equal(
       metricValue(text2, "vllm:prompt_tokens_total"),
@@ -245,6 +251,7 @@ describe("model server with the sim engine: load effects", () => {
       const text = await (await fetch(`${srv.url}/metrics`)).text();
       assert.equal(metricValue(text, "vllm:num_requests_running"), 1);
       assert.equal(metricValue(text, "vllm:num_requests_waiting"), 1);
+      assert.equal(metricValue(text, "vllm:num_requests_waiting_by_reason", 'reason="capacity"'), 1);
       assert.ok(metricValue(text, "vllm:kv_cache_usage_perc") > 0);
       ac.abort();
       await r1.cancel().catch(() => {});
