@@ -363,3 +363,37 @@ describe("flow control: cancellation and shutdown", () => {
     assert.equal(h.clock.pending, 0);
   });
 });
+
+describe("flow control: failures inside a pass", () => {
+  it("a throwing detector leaves requests queued (no throw, no loss) and the pass is retried", async () => {
+    const det = new FixedDetector(0);
+    let fail = true;
+    const orig = det.saturation.bind(det);
+    det.saturation = (c) => {
+      if (fail) throw new Error("boom");
+      return orig(c);
+    };
+    const h = harness({ detector: det, retryIntervalMs: 50 });
+    const t = h.enqueue(fakeRequest("a"));
+    assert.equal(h.fc.dispatch(), 0);
+    assert.equal(h.fc.queued, 1);
+    fail = false;
+    h.clock.advance(50);
+    await flush();
+    assert.equal(t.result?.outcome, "Dispatched");
+  });
+
+  it("a throwing candidates provider reads as no endpoints (TTL eviction still answers 503)", async () => {
+    const h = harness({ section: { defaultRequestTTL: "1s" } });
+    let calls = 0;
+    const t = h.enqueue(fakeRequest("a"), undefined, () => {
+      if (calls++ > 0) throw new Error("store gone");
+      return h.endpoints;
+    });
+    assert.equal(h.fc.dispatch(), 0);
+    h.clock.advance(1000);
+    await flush();
+    assert.equal(t.result?.outcome, "EvictedTTL");
+    assert.equal(t.result?.error?.status, 503);
+  });
+});

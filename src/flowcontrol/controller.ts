@@ -37,10 +37,13 @@ import type {
   UsageLimitPolicy,
 } from "../framework/flow-control.js";
 import type { Endpoint, InferenceRequest } from "../framework/types.js";
+import { logger } from "../log.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import type { BandConfig, FlowControlConfig } from "./config.js";
 import { Heap } from "./heap.js";
 import { outcomeError, type QueueOutcome } from "./outcomes.js";
+
+const log = logger.child({ component: "flow-control" });
 
 /** Fairness id used when a request has none (reference/epp.md §1.3). */
 export const DEFAULT_FAIRNESS_ID = "default-flow";
@@ -335,6 +338,14 @@ export class FlowController {
         }
         n++;
       }
+    } catch (err) {
+      // a throwing detector/provider/policy must not kill the process or lose requests:
+      // they stay queued (TTL still applies) and the pass is retried on the next trigger
+      this.blocked = this.total > 0;
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        "flow-control dispatch pass failed",
+      );
     } finally {
       this.dispatching = false;
     }
@@ -422,7 +433,7 @@ export class FlowController {
       const flow = view ? band.flows.get(view.key.fairnessId) : undefined;
       const item = flow ? this.head(flow) : undefined;
       if (!flow || !item || !view) continue;
-      const candidates = item.candidates();
+      const candidates = this.candidatesOf(item);
       const sat = this.opts.detector.saturation(candidates, now);
       this.opts.observer?.poolSaturation("effective", sat);
       if (candidates.length === 0 || !(sat < this.opts.usageLimit.ceiling(band.priority))) return false;
@@ -435,17 +446,27 @@ export class FlowController {
     return false;
   }
 
+  /** The item's current candidates; a throwing provider reads as none (logged). */
+  private candidatesOf(item: Item): Endpoint[] {
+    try {
+      return item.candidates();
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, "candidates provider failed");
+      return [];
+    }
+  }
+
   /** Evicts requests whose TTL (or no-endpoint wait) has run out. */
   private sweep(now: number): void {
     for (let it = this.expiries.peek(); it !== undefined && it.expiry <= now; it = this.expiries.peek()) {
       this.expiries.pop();
       if (it.state !== "queued") continue;
       if (it.deadline <= now) {
-        this.finish(it, "EvictedTTL", undefined, it.candidates().length === 0);
+        this.finish(it, "EvictedTTL", undefined, this.candidatesOf(it).length === 0);
         continue;
       }
       // the no-endpoint wait ran out first
-      if (it.candidates().length === 0) {
+      if (this.candidatesOf(it).length === 0) {
         this.finish(it, "EvictedNoEndpoints");
         continue;
       }
