@@ -241,7 +241,13 @@ export class FlowController {
     const provider: CandidatesProvider = typeof candidates === "function" ? candidates : () => candidates;
     const now = this.clock.now();
     let noEndpointDeadline = Number.POSITIVE_INFINITY;
-    if (provider().length === 0) {
+    let initial: Endpoint[];
+    try {
+      initial = provider();
+    } catch {
+      initial = [];
+    }
+    if (initial.length === 0) {
       if (this.cfg.noEndpointRequestTTLMs <= 0) return immediate("RejectedNoEndpoints");
       noEndpointDeadline = now + this.cfg.noEndpointRequestTTLMs;
     }
