@@ -322,7 +322,7 @@ export class PrecisePrefixCacheProducer
         this.subscribe(ep, false);
       }
     }
-    if (!tp || tp.source !== "vllm") {
+    if (tp?.source !== "vllm") {
       this.unusable++;
       if (!this.warnedEstimate) {
         this.warnedEstimate = true;
@@ -397,7 +397,10 @@ export class PrecisePrefixCacheProducer
     const counterIds = new Map<Counter<string>, number>();
     const bump = (c: Counter<string>, labels: Record<string, string>, value: number) => {
       let id = counterIds.get(c);
-      if (id === undefined) counterIds.set(c, (id = counterIds.size));
+      if (id === undefined) {
+        id = counterIds.size;
+        counterIds.set(c, id);
+      }
       const k = `${id}|${JSON.stringify(labels)}`;
       const prev = lastSeen.get(k);
       const d = value - (prev ?? 0);
