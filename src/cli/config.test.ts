@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +8,7 @@ import { Command } from "commander";
 import { parse } from "yaml";
 import { registerConfig, runConfigCheck } from "./config.js";
 
-const FIXTURES = "/work/shared/fixtures/epp-configs";
+const FIXTURES = fileURLToPath(new URL("../../../shared/fixtures/epp-configs", import.meta.url));
 
 function capture() {
   const out = { stdout: "", stderr: "" };
@@ -43,7 +44,6 @@ describe("llmd config check", () => {
   }
 
   const failing: { file: string; want: RegExp }[] = [
-    { file: "pd-epp-config.yaml", want: /^error: .*unknown plugin type "disagg-profile-handler"/ },
     {
       file: "epp-precise-prefix-cache-config.yaml",
       want: /^error: .*unknown plugin type "precise-prefix-cache-producer"/,
@@ -98,9 +98,14 @@ describe("llmd config check", () => {
     registerConfig(program, io);
     const before = process.exitCode;
     try {
-      await program.parseAsync(["node", "llmd", "config", "check", join(FIXTURES, "pd-epp-config.yaml")]);
+      const bad = join(mkdtempSync(join(tmpdir(), "llmd-cfg-")), "bad.yaml");
+      writeFileSync(
+        bad,
+        "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: no-such-plugin\n",
+      );
+      await program.parseAsync(["node", "llmd", "config", "check", bad]);
       assert.equal(process.exitCode, 1);
-      assert.match(out.stderr, /unknown plugin type "disagg-profile-handler"/);
+      assert.match(out.stderr, /unknown plugin type "no-such-plugin"/);
       await program.parseAsync(["node", "llmd", "config", "check", join(FIXTURES, "epp-config.yaml")]);
       assert.equal(process.exitCode, 0);
       assert.equal(parse(out.stdout).kind, "EndpointPickerConfig");

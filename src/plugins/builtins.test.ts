@@ -2,6 +2,7 @@
  * The built-in registry against the real fixture configs, and the default config end to end
  * through the scheduler.
  */
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -18,7 +19,7 @@ import {
 import { Scheduler } from "../scheduler/scheduler.js";
 import { builtinRegistry } from "./builtins.js";
 
-const FIXTURES = "/work/shared/fixtures/epp-configs";
+const FIXTURES = fileURLToPath(new URL("../../../shared/fixtures/epp-configs", import.meta.url));
 const fixture = (f: string) => readFileSync(`${FIXTURES}/${f}`, "utf8");
 const quiet = { warn: () => {} };
 
@@ -93,8 +94,28 @@ describe("fixtures", () => {
     );
   });
 
+  it("pd-epp-config.yaml loads: disagg handler with its decider, prefill and decode profiles", () => {
+    const c = loadConfig(fixture("pd-epp-config.yaml"), builtinRegistry(), quiet);
+    assert.equal(c.profileHandler.type, "disagg-profile-handler");
+    assert.deepEqual([...c.profiles.keys()].sort(), ["decode", "prefill"]);
+    assert.deepEqual(
+      c.profiles.get("prefill")!.filters.map((f) => f.type),
+      ["prefill-filter"],
+    );
+    assert.deepEqual(
+      c.profiles.get("decode")!.scorers.map((s) => [s.scorer.type, s.weight]),
+      [
+        ["prefix-cache-scorer", 2],
+        ["queue-scorer", 1],
+      ],
+    );
+    const decider = c.plugins.find((p) => p.type === "prefix-based-pd-decider") as unknown as {
+      params: { nonCachedTokens: number };
+    };
+    assert.equal(decider.params.nonCachedTokens, 16);
+  });
+
   const failing: { file: string; missing: string[] }[] = [
-    { file: "pd-epp-config.yaml", missing: ["disagg-profile-handler", "prefix-based-pd-decider"] },
     {
       file: "epp-precise-prefix-cache-config.yaml",
       missing: [

@@ -22,6 +22,21 @@ import {
 } from "./pickers/weighted-random-picker.js";
 import { DEFAULT_PRODUCER_TYPES, registerProducerPlugins } from "./producers/index.js";
 import {
+  ALWAYS_DISAGG_PD_DECIDER_TYPE,
+  alwaysDisaggPdDeciderFactory,
+} from "./deciders/always-disagg-pd-decider.js";
+import {
+  PREFIX_BASED_PD_DECIDER_TYPE,
+  prefixBasedPdDeciderFactory,
+} from "./deciders/prefix-based-pd-decider.js";
+import {
+  DISAGG_PROFILE_HANDLER_TYPE,
+  disaggPluginRefs,
+  disaggProfileHandlerFactory,
+  PD_PROFILE_HANDLER_TYPE,
+  pdProfileHandlerFactory,
+} from "./profile-handlers/disagg-profile-handler.js";
+import {
   SINGLE_PROFILE_HANDLER_TYPE,
   singleProfileHandlerFactory,
 } from "./profile-handlers/single-profile-handler.js";
@@ -39,6 +54,15 @@ import {
 /** Registers the scheduling plugins of this folder (profile handler, filters, scorers, pickers). */
 export function registerSchedulingPlugins(registry: PluginRegistry): void {
   registry.register(SINGLE_PROFILE_HANDLER_TYPE, singleProfileHandlerFactory);
+  registry.register(DISAGG_PROFILE_HANDLER_TYPE, disaggProfileHandlerFactory, {
+    pluginRefs: disaggPluginRefs,
+  });
+  registry.register(PD_PROFILE_HANDLER_TYPE, pdProfileHandlerFactory, {
+    pluginRefs: disaggPluginRefs,
+    deprecatedReplacement: DISAGG_PROFILE_HANDLER_TYPE,
+  });
+  registry.register(PREFIX_BASED_PD_DECIDER_TYPE, prefixBasedPdDeciderFactory);
+  registry.register(ALWAYS_DISAGG_PD_DECIDER_TYPE, alwaysDisaggPdDeciderFactory);
 
   registry.register(DECODE_FILTER_TYPE, decodeFilterFactory);
   registry.register(PREFILL_FILTER_TYPE, prefillFilterFactory);
