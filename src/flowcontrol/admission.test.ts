@@ -166,6 +166,39 @@ flowControl:
     );
   });
 
+  it("gate on with the default utilization-detector: held while saturated or stale, released on a fresh scrape + kick", async () => {
+    const loaded = loadConfig(`${HEAD}featureGates: [flowControl]\n${PLUGINS}`, registry());
+    const clock = new ManualClock(50_000);
+    const runs: (() => void)[] = [];
+    const { admission } = createAdmission(loaded, registry(), {
+      clock,
+      schedule: (r) => runs.push(r),
+      retryIntervalMs: 0,
+    });
+    assert.ok(admission.detector instanceof UtilizationDetector);
+    const ep = fakeEndpoint("e0", { updateTime: 50_000, waitingQueueSize: 5 });
+    let done = 0;
+    const p = admission
+      .admit(fakeRequest("a", 0), () => [ep])
+      .then((ms) => {
+        done++;
+        return ms;
+      });
+    runs.shift()?.();
+    await flush();
+    assert.equal(done, 0, "5/5 waiting → saturation 1.0 → held");
+    clock.advance(300);
+    ep.metrics = { ...ep.metrics, waitingQueueSize: 1 }; // lower queue but a stale scrape
+    admission.kick();
+    runs.shift()?.();
+    await flush();
+    assert.equal(done, 0, "stale metrics (300 ms > 200 ms) count as saturated");
+    ep.metrics = { ...ep.metrics, waitingQueueSize: 1, updateTime: clock.now() };
+    admission.kick();
+    runs.shift()?.();
+    assert.equal(await p, 300, "released on the fresh scrape after 300 ms in the queue");
+  });
+
   it("a ref to a plugin of the wrong kind is a ConfigError naming the field", () => {
     const text = `${HEAD}featureGates: [flowControl]\nplugins:\n- type: queue-scorer\nflowControl:\n  usageLimitPolicyPluginRef: queue-scorer\n`;
     const loaded = loadConfig(text, registry());
