@@ -26,6 +26,7 @@ import type { ResponseInfo, ResponseUsage } from "../framework/plugin.js";
 import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/types.js";
 import type { EppMetrics, RequestLabels } from "../metrics/epp.js";
 import { UsageTracker } from "../router/usage.js";
+import { OBJECTIVE_ATTRIBUTE } from "./request.js";
 
 /**
  * System-owned request headers (llm-d `pkg/epp/util/request/headers.go`, reference/epp.md §1.4):
@@ -200,6 +201,12 @@ export async function prepareRequest(
     { requestId, path, body: parsed.raw, headers, requestSizeBytes: input.rawBody.length },
     policies ? (name) => policies.objective(name) : undefined,
   );
+  if (policies) {
+    // A builder that ignores the lookup still leaves the objective name on the request.
+    const objective = request.attributes.get(OBJECTIVE_ATTRIBUTE);
+    if (typeof objective === "string")
+      request.objectives.priority = policies.objective(objective)?.priority ?? 0;
+  }
   if (policies && request.targetModel === request.incomingModel) {
     const rewritten = policies.rewriteModel(request.incomingModel);
     if (rewritten) request.targetModel = rewritten;
@@ -418,4 +425,28 @@ export function trackResponse(runtime: PipelineRuntime, prep: PreparedRequest): 
       runtime.director.responseComplete(prep.request, info);
     },
   };
+}
+
+/**
+ * Sets the pool gauges from the store's ready endpoints (call before each scrape):
+ * `ready_endpoints`, `average_kv_cache_utilization` (fraction 0..1), `average_queue_size`,
+ * `average_running_requests`, labelled with the pool name (reference/epp.md §7).
+ */
+export function updatePoolGauges(metrics: EppMetrics, store: EndpointStore, poolName: string): void {
+  const ready = store.ready();
+  const n = ready.length;
+  const avg = (f: (e: Endpoint) => number) => (n === 0 ? 0 : ready.reduce((s, e) => s + f(e), 0) / n);
+  metrics.readyEndpoints.set(poolName, n);
+  metrics.averageKvCacheUtilization.set(
+    poolName,
+    avg((e) => e.metrics.kvCacheUsagePercent),
+  );
+  metrics.averageQueueSize.set(
+    poolName,
+    avg((e) => e.metrics.waitingQueueSize),
+  );
+  metrics.averageRunningRequests.set(
+    poolName,
+    avg((e) => e.metrics.runningRequestsSize),
+  );
 }
