@@ -153,23 +153,28 @@ export async function runUp(
     return child;
   };
 
+  const terminate = (cs: ChildProcess[]) =>
+    Promise.all(
+      cs
+        .filter((c) => !exits.has(c))
+        .map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              const t = setTimeout(() => c.kill("SIGKILL"), 5000);
+              c.once("exit", () => {
+                clearTimeout(t);
+                resolve();
+              });
+              c.kill("SIGTERM");
+            }),
+        ),
+    );
+  /** Stops the router first (so it does not report its servers vanishing), then the servers. */
   const stop = async () => {
     stopping = true;
-    const alive = children.filter((c) => !exits.has(c));
-    for (const c of alive) c.kill("SIGTERM");
-    await Promise.all(
-      alive.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (exits.has(c)) return resolve();
-            const t = setTimeout(() => c.kill("SIGKILL"), 5000);
-            c.once("exit", () => {
-              clearTimeout(t);
-              resolve();
-            });
-          }),
-      ),
-    );
+    const router = children.at(-1);
+    if (router && children.length > ports.length) await terminate([router]);
+    await terminate(children);
   };
 
   try {
