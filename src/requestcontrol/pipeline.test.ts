@@ -149,13 +149,15 @@ test("trackResponse: usage, hooks once, running gauge back to 0", async () => {
   });
   const t = trackResponse(runtime, prep);
   t.received(200, ep, false);
-  t.chunk(Buffer.from('{"usage":{"prompt_tokens":3,'));
-  t.chunk(Buffer.from('"completion_tokens":5}}'));
+  const parts = ['{"usage":{"prompt_tokens":3,', '"completion_tokens":5}}'];
+  for (const p of parts) t.chunk(Buffer.from(p));
+  const bytes = parts.join("").length;
+  assert.equal(bytes, 51);
   assert.deepEqual(t.complete(), { promptTokens: 3, completionTokens: 5, cachedTokens: 0 });
   t.terminate("client-disconnect");
   assert.equal(seen.complete?.terminationCause, undefined);
   assert.equal(seen.complete?.endOfStream, true);
   const text = await metrics.metricsText();
   assert.match(text, /llm_d_epp_request_running\{[^}]*\} 0\n/);
-  assert.match(text, /llm_d_epp_response_size_bytes_sum\{[^}]*\} 53\n/);
+  assert.match(text, new RegExp(`llm_d_epp_response_size_bytes_sum\\{[^}]*\\} ${bytes}\n`));
 });
