@@ -66,6 +66,12 @@ export interface CreateModelOptions {
   contextLength?: number;
   /** `general.name` (default `llmd-<size>-<tokenizer>-s<seed>`) */
   name?: string;
+  /**
+   * Scales the EOS row of `output.weight` (default 1). With e.g. 12 the EOS logit has 12× the
+   * spread of the others, so greedy decoding ends with EOS after a few tokens: for tests of
+   * stop handling (`min_tokens`, `ignore_eos`).
+   */
+  eosLogitScale?: number;
 }
 
 /** What {@link createModel} wrote. */
@@ -299,11 +305,16 @@ export async function createModel(opts: CreateModelOptions): Promise<CreatedMode
   const ones = (out: Float32Array) => out.fill(1);
   const w2 = (n: string, dims: number[]): GgufTensor => ({ name: n, dims, type: "f16", fill: rand(n) });
   const norm = (n: string, d: number): GgufTensor => ({ name: n, dims: [d], type: "f32", fill: ones });
-  const tensors: GgufTensor[] = [
-    w2("token_embd.weight", [D, V]),
-    norm("output_norm.weight", D),
-    w2("output.weight", [D, V]),
-  ];
+  const eosScale = opts.eosLogitScale ?? 1;
+  const output = w2("output.weight", [D, V]);
+  if (eosScale !== 1) {
+    const fill = output.fill;
+    output.fill = (out) => {
+      fill(out);
+      for (let i = vocab.eos * D; i < (vocab.eos + 1) * D; i++) out[i] = out[i]! * eosScale;
+    };
+  }
+  const tensors: GgufTensor[] = [w2("token_embd.weight", [D, V]), norm("output_norm.weight", D), output];
   for (let i = 0; i < L; i++) {
     const p = `blk.${i}.`;
     tensors.push(

@@ -16,6 +16,7 @@ const modelPath = join(dir, "m1.gguf");
 const otherModelPath = join(dir, "m1-other-seed.gguf");
 const otherShapePath = join(dir, "m-other-shape.gguf");
 const bpePath = join(dir, "m1-bpe.gguf");
+const eosPath = join(dir, "m1-eos.gguf");
 let engine: LlamaEngine;
 
 const greedy = (maxTokens: number, extra: Partial<SamplingParams> = {}): SamplingParams => ({
@@ -59,6 +60,7 @@ before(async () => {
     seed: 11,
   });
   await createModel({ out: bpePath, params: "1m", seed: 11, tokenizer: "bpe" });
+  await createModel({ out: eosPath, params: "1m", seed: 4, eosLogitScale: 6 });
   engine = await createLlamaEngine({ modelPath, maxNumSeqs: 2, maxModelLen: 1024, threads: 1 });
 });
 after(async () => {
@@ -245,6 +247,42 @@ describe("llama engine: generation", () => {
       await collect(first);
     } finally {
       await small.close();
+    }
+  });
+});
+
+describe("llama engine: end of generation", () => {
+  test('EOS stops (counted, decodes to ""), min_tokens bans it until reached, ignore_eos runs on', async () => {
+    // a model whose EOS logit has 6× the spread of the others: greedy output hits EOS early
+    const e = await createLlamaEngine({ modelPath: eosPath, maxNumSeqs: 1, maxModelLen: 256 });
+    try {
+      const eos = e.model.tokens.eos!;
+      const isEog = (t: number) => e.model.isEogToken(t as never);
+      const p = e.tokenizer.encode("The people of this city");
+      const stop = await collect(e.generate(req(p, greedy(30, { ignoreEos: false }))));
+      assert.equal(stop.fin.reason, "stop");
+      assert.ok(stop.tokens.length < 30);
+      assert.equal(stop.tokens.at(-1), eos);
+      assert.equal(stop.fin.usage.completionTokens, stop.tokens.length);
+      assert.ok(!stop.tokens.slice(0, -1).some(isEog));
+      assert.equal(e.tokenizer.decodeOne(eos), "");
+
+      const min = await collect(e.generate(req(p, greedy(30, { ignoreEos: false, minTokens: 6 }))));
+      assert.ok(min.tokens.length > stop.tokens.length, "min_tokens pushed EOS later");
+      assert.ok(!min.tokens.slice(0, 6).some(isEog), `no EOS among the first 6: ${min.tokens.join(",")}`);
+      assert.equal(min.fin.reason, min.tokens.length < 30 ? "stop" : "length");
+
+      const q = e.tokenizer.encode("water and the sea");
+      const first = await collect(e.generate(req(q, greedy(30, { ignoreEos: false }))));
+      assert.deepEqual(first.tokens, [eos], "EOS as the very first token ends the request");
+      assert.equal(first.fin.reason, "stop");
+
+      const ign = await collect(e.generate(req(q, greedy(30, { ignoreEos: true }))));
+      assert.equal(ign.fin.reason, "length");
+      assert.equal(ign.tokens.length, 30);
+      assert.ok(ign.tokens.filter((t) => t === eos).length >= 2, "EOS generated and passed over");
+    } finally {
+      await e.close();
     }
   });
 });

@@ -536,8 +536,13 @@ export class LlamaEngine implements Engine {
   private eogBias(): TokenBias {
     if (!this.eogBiasCache) {
       const b = new this.lib.TokenBias(this.model.tokenizer);
+      // TokenBias.set() ignores EOS/EOT on purpose ("has no effect"), but the biases map it
+      // hands to the native sampler applies any token: write the EOG ids into it directly.
+      const biases = (b as unknown as { _biases?: Map<number, number> })._biases;
+      if (!(biases instanceof Map))
+        throw new Error("node-llama-cpp TokenBias internals changed: cannot ban EOS");
       const t = this.model.tokens;
-      for (const id of [t.eos, t.eot]) if (id !== null) b.set(id, "never");
+      for (const id of [t.eos, t.eot]) if (id !== null) biases.set(id, Number.NEGATIVE_INFINITY);
       this.eogBiasCache = b;
     }
     return this.eogBiasCache;
