@@ -64,6 +64,12 @@ export interface Admission {
   kick(): void;
   /** Rejects everything queued with 503 `rejected-shutting-down`, and every later request. */
   shutdown(): void;
+  /**
+   * Gate on with `enableEviction`: fires when flow control evicts this dispatched sheddable
+   * request; `signal.reason` is the `EppError` (429, drop reason `evicted`) to answer with.
+   * Undefined otherwise.
+   */
+  evictionSignal(request: InferenceRequest): AbortSignal | undefined;
 }
 
 /** Legacy admission (gate off). */
@@ -88,6 +94,9 @@ export class LegacyAdmission implements Admission {
   }
   onRequestDone(request?: InferenceRequest): void {
     if (request) this.detector.release?.(request);
+  }
+  evictionSignal(_request: InferenceRequest): AbortSignal | undefined {
+    return undefined;
   }
   kick(): void {}
   shutdown(): void {
@@ -119,6 +128,9 @@ export class FlowControlAdmission implements Admission {
   }
   shutdown(): void {
     this.controller.shutdown();
+  }
+  evictionSignal(request: InferenceRequest): AbortSignal | undefined {
+    return this.controller.evictionSignal(request);
   }
 }
 

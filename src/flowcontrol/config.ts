@@ -56,7 +56,7 @@ export interface FlowControlConfig {
   priorityBands: (BandConfig & { priority: number })[];
   usageLimitPolicyPluginRef: string;
   saturationDetectorRef: string;
-  /** evict in-flight priority < 0 requests under saturation (parsed; not implemented yet) */
+  /** evict in-flight priority < 0 requests while higher-priority requests are held (default false) */
   enableEviction: boolean;
 }
 

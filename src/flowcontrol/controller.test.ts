@@ -397,3 +397,49 @@ describe("flow control: failures inside a pass", () => {
     assert.equal(t.result?.error?.status, 503);
   });
 });
+
+describe("flow control: enableEviction", () => {
+  it("a held higher-priority request evicts one in-flight sheddable request at a time (lowest priority, newest first)", async () => {
+    const det = new FixedDetector(0);
+    const h = harness({ detector: det, section: { enableEviction: true } });
+    const s1 = h.enqueue(fakeRequest("batch", -1));
+    h.clock.advance(1);
+    const s2 = h.enqueue(fakeRequest("batch", -1));
+    h.clock.advance(1);
+    const s3 = h.enqueue(fakeRequest("bulk", -2));
+    h.clock.advance(1);
+    const n0 = h.enqueue(fakeRequest("chat", 0));
+    h.fc.dispatch();
+    await flush();
+    const sig = (t: Tracked) => h.fc.evictionSignal(t.request);
+    assert.ok(sig(s1) && sig(s2) && sig(s3), "sheddable requests get an eviction signal");
+    assert.equal(sig(n0), undefined, "priority ≥ 0 requests are never evicted");
+    const [a1, a2, a3] = [sig(s1)!, sig(s2)!, sig(s3)!];
+
+    det.value = 1; // pool saturated; a high-priority request arrives and is held
+    const hi = h.enqueue(fakeRequest("chat", 5));
+    h.fc.dispatch();
+    assert.equal(a3.aborted, true, "lowest priority (-2) goes first");
+    assert.equal(a1.aborted || a2.aborted, false);
+    const reason = a3.reason as { status: number; dropReason: string; message: string };
+    assert.equal(reason.status, 429);
+    assert.equal(reason.dropReason, "evicted");
+    assert.match(reason.message, /request evicted by flow control/);
+    h.fc.dispatch();
+    assert.equal(a2.aborted, false, "no second eviction before the first is confirmed");
+    h.fc.onRequestDone(s3.request);
+    h.runScheduled();
+    assert.equal(a2.aborted, true, "then the newest of priority -1");
+    assert.equal(a1.aborted, false);
+    await flush();
+    assert.equal(hi.result?.outcome, undefined, "still held until saturation drops");
+  });
+
+  it("off by default: no eviction signals", async () => {
+    const h = harness();
+    const s = h.enqueue(fakeRequest("batch", -1));
+    h.fc.dispatch();
+    await flush();
+    assert.equal(h.fc.evictionSignal(s.request), undefined);
+  });
+});

@@ -19,12 +19,14 @@
  *   arrive with no candidates wait at most `noEndpointRequestTTL` (0 = rejected at once with
  *   `RejectedNoEndpoints`) → `EvictedNoEndpoints`. Client abort → `EvictedContextCancelled`.
  *   {@link FlowController.shutdown} finalizes everything (`EvictedOther` / `RejectedOther`).
+ * - `enableEviction`: while a request is held by saturation, one in-flight sheddable request
+ *   (priority < 0, lower than the held one) is evicted at a time through
+ *   {@link FlowController.evictionSignal} (429 `evicted`, "request evicted by flow control").
  *
  * Source: reference/epp.md §6 (llm-d-router `pkg/epp/flowcontrol/README.md`).
  */
 import { performance } from "node:perf_hooks";
-import type { EppError } from "../framework/errors.js";
-import { ConfigError } from "../framework/errors.js";
+import { ConfigError, EppError } from "../framework/errors.js";
 import type {
   FairnessBandState,
   FairnessPolicy,
@@ -44,6 +46,9 @@ import { Heap } from "./heap.js";
 import { outcomeError, type QueueOutcome } from "./outcomes.js";
 
 const log = logger.child({ component: "flow-control" });
+
+/** ms after which an eviction never confirmed by `onRequestDone` no longer blocks the next one. */
+export const EVICTION_CONFIRM_TIMEOUT_MS = 5000;
 
 /** Fairness id used when a request has none (reference/epp.md §1.3). */
 export const DEFAULT_FAIRNESS_ID = "default-flow";
@@ -156,6 +161,10 @@ export class FlowController {
   private scheduled = false;
   private dispatching = false;
   private closed = false;
+  /** `enableEviction`: dispatched sheddable requests still in flight, by request id (insertion = dispatch order) */
+  private readonly sheddableInflight = new Map<string, { priority: number; ac: AbortController }>();
+  /** request ids evicted and not yet reported done → eviction time, ms (one eviction at a time) */
+  private readonly evicting = new Map<string, number>();
   private timer: TimerHandle | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   /** true when the last dispatch pass left requests blocked */
@@ -318,7 +327,11 @@ export class FlowController {
    * schedules a dispatch pass.
    */
   onRequestDone(request?: InferenceRequest): void {
-    if (request) this.opts.detector.release?.(request);
+    if (request) {
+      this.opts.detector.release?.(request);
+      this.sheddableInflight.delete(request.requestId);
+      this.evicting.delete(request.requestId);
+    }
     this.kick();
   }
 
@@ -442,14 +455,61 @@ export class FlowController {
       const candidates = this.candidatesOf(item);
       const sat = this.opts.detector.saturation(candidates, now);
       this.opts.observer?.poolSaturation("effective", sat);
-      if (candidates.length === 0 || !(sat < this.opts.usageLimit.ceiling(band.priority))) return false;
+      if (candidates.length === 0 || !(sat < this.opts.usageLimit.ceiling(band.priority))) {
+        if (candidates.length > 0) this.maybeEvict(band.priority);
+        return false;
+      }
       flow.heap.pop();
       band.fairness.dispatched?.(view);
       this.opts.detector.onDispatched?.(item.request, now);
       this.finish(item, "Dispatched", candidates);
+      if (this.cfg.enableEviction && band.priority < 0) {
+        this.sheddableInflight.set(item.request.requestId, {
+          priority: band.priority,
+          ac: new AbortController(),
+        });
+      }
       return true;
     }
     return false;
+  }
+
+  /**
+   * With `enableEviction`: the signal that fires when flow control evicts this dispatched
+   * sheddable request from the pool. Its `reason` is an {@link EppError} 429
+   * "request evicted by flow control" with drop reason `evicted`; the host aborts the
+   * upstream request, answers the client with that error (or ends the stream), and calls
+   * {@link onRequestDone}. Undefined for other requests or when eviction is off.
+   */
+  evictionSignal(request: InferenceRequest): AbortSignal | undefined {
+    return this.sheddableInflight.get(request.requestId)?.ac.signal;
+  }
+
+  /**
+   * A request of `priority` is held by saturation: evict one in-flight sheddable request of a
+   * lower priority — lowest priority first, then the most recently dispatched — unless an
+   * eviction is still unconfirmed (`onRequestDone` not yet called for it).
+   */
+  private maybeEvict(priority: number): void {
+    if (!this.cfg.enableEviction || this.sheddableInflight.size === 0) return;
+    const now = this.clock.now();
+    for (const [id, at] of this.evicting)
+      if (now - at >= EVICTION_CONFIRM_TIMEOUT_MS) this.evicting.delete(id);
+    if (this.evicting.size > 0) return;
+    let victim: string | undefined;
+    let victimPriority = Number.POSITIVE_INFINITY;
+    for (const [id, v] of this.sheddableInflight) {
+      // later entries were dispatched later: `<=` keeps the newest among equal priorities
+      if (v.priority < priority && v.priority <= victimPriority) {
+        victim = id;
+        victimPriority = v.priority;
+      }
+    }
+    if (victim === undefined) return;
+    const v = this.sheddableInflight.get(victim)!;
+    this.sheddableInflight.delete(victim);
+    this.evicting.set(victim, now);
+    v.ac.abort(new EppError("ResourceExhausted", "request evicted by flow control", "evicted"));
   }
 
   /** The item's current candidates; a throwing provider reads as none (logged). */
