@@ -101,12 +101,20 @@ function eventAt(st: Stream, i: number): KvEvent {
   const blockHashes = st.hash.subarray(2 * i, 2 * i + 2);
   if (st.kind[i] === 1) return { type: "BlockRemoved", blockHashes, medium: "GPU", groupIdx: null };
   const p = st.parent[i]!;
-  return blockStored({
+  return {
+    type: "BlockStored",
     blockHashes,
     parentBlockHash: p < 0 ? null : new U64(st.hash[2 * p]!, st.hash[2 * p + 1]!),
     tokenIds: st.tokens.subarray(i * BS, (i + 1) * BS),
     blockSize: BS,
-  });
+    loraId: null,
+    medium: "GPU",
+    loraName: null,
+    extraKeys: null,
+    groupIdx: null,
+    kvCacheSpecKind: null,
+    kvCacheSpecSlidingWindow: null,
+  };
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;

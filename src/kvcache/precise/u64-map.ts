@@ -10,9 +10,8 @@ const EMPTY = -1;
 export class U64Map {
   private cap: number;
   private mask: number;
-  private hi: Uint32Array;
-  private lo: Uint32Array;
-  private val: Int32Array;
+  /** slot i: [hi, lo, value] at 3i (one cache line per probe); value −1 = empty */
+  private d: Int32Array;
   /** number of keys */
   size = 0;
 
@@ -22,9 +21,13 @@ export class U64Map {
     while (c < initialCapacity) c *= 2;
     this.cap = c;
     this.mask = c - 1;
-    this.hi = new Uint32Array(c);
-    this.lo = new Uint32Array(c);
-    this.val = new Int32Array(c).fill(EMPTY);
+    this.d = U64Map.alloc(c);
+  }
+
+  private static alloc(c: number): Int32Array {
+    const d = new Int32Array(3 * c);
+    for (let i = 2; i < d.length; i += 3) d[i] = EMPTY;
+    return d;
   }
 
   private slot(hi: number, lo: number): number {
@@ -36,11 +39,15 @@ export class U64Map {
   /** The value of key (hi, lo), or -1. */
   get(hi: number, lo: number): number {
     const m = this.mask;
+    const d = this.d;
+    const h = hi | 0;
+    const l = lo | 0;
     let i = this.slot(hi, lo);
     for (;;) {
-      const v = this.val[i]!;
+      const o = 3 * i;
+      const v = d[o + 2]!;
       if (v === EMPTY) return EMPTY;
-      if (this.lo[i] === lo && this.hi[i] === hi) return v;
+      if (d[o + 1] === l && d[o] === h) return v;
       i = (i + 1) & m;
     }
   }
@@ -49,18 +56,22 @@ export class U64Map {
   set(hi: number, lo: number, v: number): void {
     if ((this.size + 1) * 2 > this.cap) this.grow();
     const m = this.mask;
+    const d = this.d;
+    const h = hi | 0;
+    const l = lo | 0;
     let i = this.slot(hi, lo);
     for (;;) {
-      const cur = this.val[i]!;
+      const o = 3 * i;
+      const cur = d[o + 2]!;
       if (cur === EMPTY) {
-        this.hi[i] = hi;
-        this.lo[i] = lo;
-        this.val[i] = v;
+        d[o] = h;
+        d[o + 1] = l;
+        d[o + 2] = v;
         this.size++;
         return;
       }
-      if (this.lo[i] === lo && this.hi[i] === hi) {
-        this.val[i] = v;
+      if (d[o + 1] === l && d[o] === h) {
+        d[o + 2] = v;
         return;
       }
       i = (i + 1) & m;
@@ -70,46 +81,49 @@ export class U64Map {
   /** Removes key (hi, lo); returns whether it was present. */
   delete(hi: number, lo: number): boolean {
     const m = this.mask;
+    const d = this.d;
+    const h = hi | 0;
+    const l = lo | 0;
     let i = this.slot(hi, lo);
     for (;;) {
-      const v = this.val[i]!;
-      if (v === EMPTY) return false;
-      if (this.lo[i] === lo && this.hi[i] === hi) break;
+      const o = 3 * i;
+      if (d[o + 2] === EMPTY) return false;
+      if (d[o + 1] === l && d[o] === h) break;
       i = (i + 1) & m;
     }
     // backward-shift deletion
     let j = i;
     for (;;) {
       j = (j + 1) & m;
-      if (this.val[j] === EMPTY) break;
-      const k = this.slot(this.hi[j]!, this.lo[j]!);
+      const oj = 3 * j;
+      if (d[oj + 2] === EMPTY) break;
+      const k = this.slot(d[oj]!, d[oj + 1]!);
       // move j into the hole i unless its home k lies cyclically in (i, j]
       if (i <= j ? i < k && k <= j : i < k || k <= j) continue;
-      this.hi[i] = this.hi[j]!;
-      this.lo[i] = this.lo[j]!;
-      this.val[i] = this.val[j]!;
+      const oi = 3 * i;
+      d[oi] = d[oj]!;
+      d[oi + 1] = d[oj + 1]!;
+      d[oi + 2] = d[oj + 2]!;
       i = j;
     }
-    this.val[i] = EMPTY;
+    d[3 * i + 2] = EMPTY;
     this.size--;
     return true;
   }
 
   /** Removes every key. */
   clear(): void {
-    this.val.fill(EMPTY);
+    this.d = U64Map.alloc(this.cap);
     this.size = 0;
   }
 
   private grow(): void {
-    const { hi, lo, val } = this;
+    const old = this.d;
     const c = this.cap * 2;
     this.cap = c;
     this.mask = c - 1;
-    this.hi = new Uint32Array(c);
-    this.lo = new Uint32Array(c);
-    this.val = new Int32Array(c).fill(EMPTY);
+    this.d = U64Map.alloc(c);
     this.size = 0;
-    for (let i = 0; i < val.length; i++) if (val[i]! !== EMPTY) this.set(hi[i]!, lo[i]!, val[i]!);
+    for (let o = 0; o < old.length; o += 3) if (old[o + 2]! !== EMPTY) this.set(old[o]!, old[o + 1]!, old[o + 2]!);
   }
 }
