@@ -336,9 +336,14 @@ describe("llama engine: KV export/import", () => {
     const prompt = engine.tokenizer.encode("The sea and the river meet near the city");
     const ex = await engine.exportPrefix(prompt);
     const direct = await collect(engine.generate(req(prompt, greedy(10))));
+    const st0 = engine.stats();
     const imp = await collect(engine.importAndGenerate(ex.stateBytes, prompt, greedy(10)));
     assert.deepEqual(imp.tokens, direct.tokens);
     assert.equal(imp.fin.evaluatedPromptTokens, 1);
+    assert.equal(imp.fin.usage.cachedTokens, prompt.length - 1);
+    const st1 = engine.stats();
+    assert.equal(st1.prefixCacheQueries - st0.prefixCacheQueries, prompt.length);
+    assert.equal(st1.prefixCacheHits - st0.prefixCacheHits, 0, "imported KV is not a local cache hit");
     const other = [...prompt.slice(0, -2), 999, prompt.at(-1)!];
     assert.throws(() => engine.importAndGenerate(ex.stateBytes, other, greedy(4)), /do not match the prompt/);
     assert.throws(

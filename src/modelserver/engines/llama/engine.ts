@@ -320,7 +320,7 @@ export class LlamaEngine implements Engine {
       await seq.adaptStateToTokens(tok(prompt.slice(0, n - 1)), false);
       const cached = seq.nextTokenIndex;
       if (cached < n - 1) await seq.evaluateWithoutGeneratingNewTokens(tok(prompt.slice(cached, n - 1)));
-      return cached;
+      return { cached, hits: cached };
     });
   }
 
@@ -329,7 +329,8 @@ export class LlamaEngine implements Engine {
    * layout) into a free slot, checks that it holds exactly `promptTokens[0..n−1)`, evaluates
    * the last prompt token alone and generates. The prompt is not recomputed: the final output's
    * `evaluatedPromptTokens` is 1 and `usage.cachedTokens` is n − 1 (vLLM v1 counts KV loaded
-   * by a connector as computed on arrival).
+   * by a connector as computed on arrival); the engine's prefix-cache hit counter is not
+   * increased (the loaded tokens are not a local cache hit).
    * @param stateBytes an envelope from {@link exportPrefix} (any process)
    * @param promptTokens the full prompt (the state holds all but its last token)
    * @throws KvStateMismatchError (synchronously) on another model file or KV layout, naming both;
@@ -373,7 +374,9 @@ export class LlamaEngine implements Engine {
         await seq.clearHistory();
         throw new Error(`loaded KV state holds ${got.length} tokens that do not match the prompt prefix`);
       }
-      return prefix.length;
+      // loaded KV counts as computed on arrival (usage.cachedTokens, like vLLM v1's
+      // num_cached_tokens) but is not a hit of this engine's own prefix cache
+      return { cached: prefix.length, hits: 0 };
     });
   }
 
@@ -555,13 +558,13 @@ export class LlamaEngine implements Engine {
 
   /**
    * Queues a request; when it gets a slot, `prepare` brings the slot to `prompt[0..n−1)` and
-   * returns the cached token count; then the last prompt token is evaluated alone and tokens
-   * are generated.
+   * returns the tokens already computed (`cached`) and the local prefix-cache hits (`hits`);
+   * then the last prompt token is evaluated alone and tokens are generated.
    */
   private startJob(
     req: EngineRequest,
     prompt: readonly number[],
-    prepare: (seq: LlamaContextSequence) => Promise<number>,
+    prepare: (seq: LlamaContextSequence) => Promise<{ cached: number; hits: number }>,
   ): AsyncIterable<EngineOutput> {
     const ch = new OutputChannel();
     const arrival = req.arrivalMs ?? performance.now();
@@ -624,9 +627,10 @@ export class LlamaEngine implements Engine {
         }
         // node-llama-cpp meters a token evaluated with logits as "output": count both kinds
         const m0 = meter(seq);
-        cached = await prepare(seq);
+        const prep = await prepare(seq);
+        cached = prep.cached;
         this.counters.prefixCacheQueries += n;
-        this.counters.prefixCacheHits += cached;
+        this.counters.prefixCacheHits += prep.hits;
         this.counters.promptTokens += n;
         if (st.aborted) {
           evaluatedPrompt = meter(seq) - m0;
