@@ -164,6 +164,30 @@ const INDEXER_LABELS = [N.LABEL_PLUGIN_NAME, N.LABEL_PLUGIN_TYPE];
 
 type Labels = Record<string, string>;
 
+/** Cached labelled children beyond this many keys are dropped (bounds memory under label churn). */
+const CHILD_CACHE_LIMIT = 4096;
+
+/**
+ * Memoises `make(labels)` by a string key: prom-client hashes (sorts and joins) the label
+ * object on every `observe(labels, v)`, which dominated the router's per-request cost; a
+ * labelled child is looked up once per label set instead.
+ */
+function childCache<C>(make: (labels: Labels) => C): (key: string, labels: () => Labels) => C {
+  let map = new Map<string, C>();
+  return (key, labels) => {
+    let c = map.get(key);
+    if (c === undefined) {
+      if (map.size >= CHILD_CACHE_LIMIT) map = new Map();
+      c = make(labels());
+      map.set(key, c);
+    }
+    return c;
+  };
+}
+
+const reqKey = (l: RequestLabels): string =>
+  `${l.modelName}\u0000${l.targetModelName}\u0000${l.fairnessId}\u0000${l.priority}`;
+
 /**
  * Creates every EPP metric on `registry` (a fresh `Registry` when omitted).
  * Throws if the registry already holds a metric of the same name (prom-client).
@@ -203,11 +227,12 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     const old = dep
       ? hist(dep, `${help} (deprecated, use ${name})`, REQ_LABELS_DEPRECATED, buckets)
       : undefined;
+    const children = childCache((full) => ({ cur: cur.labels(full), old: old?.labels(depLabels(full)) }));
     return {
       observe(l, v) {
-        const full = reqLabels(l);
-        cur.observe(full, v);
-        old?.observe(depLabels(full), v);
+        const c = children(reqKey(l), () => reqLabels(l));
+        c.cur.observe(v);
+        c.old?.observe(v);
       },
     };
   };
@@ -229,6 +254,10 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     "Deprecated twin of llm_d_epp_request_total.",
     REQ_LABELS_DEPRECATED,
   );
+  const reqTotalChildren = childCache((full) => ({
+    cur: reqTotal.labels(full),
+    old: reqTotalDep.labels(depLabels(full)),
+  }));
   const errTotal = counter(N.REQUEST_ERROR_TOTAL, "Requests that failed, by error code.", [
     ...REQ_LABELS,
     N.LABEL_ERROR_CODE,
@@ -242,6 +271,11 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
   const runningDep = gauge(N.REQUEST_RUNNING_DEPRECATED, "Deprecated twin of llm_d_epp_request_running.", [
     N.LABEL_MODEL_NAME,
   ]);
+
+  const runningChildren = childCache((full) => ({
+    cur: running.labels(full),
+    old: runningDep.labels({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME] }),
+  }));
 
   // scheduler / plugins
   const schedE2e = hist(
@@ -280,6 +314,7 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     PLUGIN_LABELS,
     SCHEDULER_BUCKETS,
   );
+  const pluginChildren = childCache((l) => ({ cur: pluginDur.labels(l), old: pluginDurDep.labels(l) }));
   const reqProc = hist(
     N.REQUEST_PROCESSING_DURATION_SECONDS,
     "EPP processing time on the request path in seconds.",
@@ -367,9 +402,9 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     metricsText: () => registry.metrics(),
     requestTotal: {
       inc(l, n = 1) {
-        const full = reqLabels(l);
-        reqTotal.inc(full, n);
-        reqTotalDep.inc(depLabels(full), n);
+        const c = reqTotalChildren(reqKey(l), () => reqLabels(l));
+        c.cur.inc(n ?? 1);
+        c.old.inc(n ?? 1);
       },
     },
     requestErrorTotal: {
@@ -447,14 +482,14 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     ),
     requestRunning: {
       inc(l) {
-        const full = reqLabels(l);
-        running.inc(full);
-        runningDep.inc({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME] });
+        const c = runningChildren(reqKey(l), () => reqLabels(l));
+        c.cur.inc();
+        c.old.inc();
       },
       dec(l) {
-        const full = reqLabels(l);
-        running.dec(full);
-        runningDep.dec({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME] });
+        const c = runningChildren(reqKey(l), () => reqLabels(l));
+        c.cur.dec();
+        c.old.dec();
       },
     },
     readyEndpoints: poolGauge(
@@ -497,9 +532,13 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     },
     pluginDuration: {
       observe(ep, type, name, s) {
-        const l = { [N.LABEL_EXTENSION_POINT]: ep, [N.LABEL_PLUGIN_TYPE]: type, [N.LABEL_PLUGIN_NAME]: name };
-        pluginDur.observe(l, s);
-        pluginDurDep.observe(l, s);
+        const c = pluginChildren(`${ep}\u0000${type}\u0000${name}`, () => ({
+          [N.LABEL_EXTENSION_POINT]: ep,
+          [N.LABEL_PLUGIN_TYPE]: type,
+          [N.LABEL_PLUGIN_NAME]: name,
+        }));
+        c.cur.observe(s);
+        c.old.observe(s);
       },
     },
     requestProcessingDuration: { observe: (s) => reqProc.observe(s) },

@@ -300,7 +300,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       outHeaders[H.REQUEST_ID] = requestId;
       outHeaders[H.DESTINATION_ENDPOINT_SERVED] = served.metadata.hostPort;
       res.writeHead(upstream.statusCode, outHeaders);
-      res.flushHeaders();
+      // SSE: headers out now; otherwise they go with the first body write (one syscall).
+      if (streaming) res.flushHeaders();
       const tracker = new UsageTracker(streaming);
       let first = true;
       let last = 0n;
