@@ -18,9 +18,10 @@
  *   `AllBlocksCleared` / {@link KvBlockIndex.clearEndpoint} invalidates every entry of an
  *   endpoint in O(1) (per-endpoint generation counter; stale entries are skipped by lookups and
  *   reclaimed lazily); {@link KvBlockIndex.removeEndpoint} does the same and frees its slot.
- * - Bounds: at most `maxKeys` request keys (LRU, touched on insert) with at most
- *   `podCacheSize` (endpoint, tier) entries each (oldest replaced), and at most `maxEngineKeys`
- *   engine→request mappings (LRU). llm-d defaults: size 1e8, podCacheSize 10.
+ * - Bounds: at most `maxKeys` request keys with at most `podCacheSize` (endpoint, tier) entries
+ *   each (oldest replaced), and at most `maxEngineKeys` engine→request mappings; keys beyond the
+ *   bound are evicted least-recently-stored first, approximated with CLOCK (second chance;
+ *   llm-d uses an exact LRU). llm-d defaults: size 1e8, podCacheSize 10.
  * - Extra keys (multimodal hashes, salts) are not mixed in: keys use `extra = nil` on both the
  *   event side and the request side.
  *
@@ -101,80 +102,75 @@ export interface IndexStats {
 
 const NONE = -1;
 
-/** LRU-ordered slot allocator with a 64-bit key per slot. */
-class LruSlab {
+/**
+ * Slot allocator with a 64-bit key per slot and CLOCK (second-chance) replacement, an
+ * approximation of LRU that costs one write per touch: slot i is `[hi, lo, flags]` at 3i
+ * (flags: 1 = used, 2 = referenced since the hand last passed).
+ */
+class ClockSlab {
   cap: number;
-  keyHi: Uint32Array;
-  keyLo: Uint32Array;
-  prev: Int32Array;
-  next: Int32Array;
+  d: Int32Array;
   private free: number[] = [];
   private used = 0;
-  head = NONE; // most recently used
-  tail = NONE; // least recently used
+  private hand = 0;
   count = 0;
 
   constructor(initial: number) {
     this.cap = initial;
-    this.keyHi = new Uint32Array(initial);
-    this.keyLo = new Uint32Array(initial);
-    this.prev = new Int32Array(initial);
-    this.next = new Int32Array(initial);
+    this.d = new Int32Array(3 * initial);
   }
 
-  /** Allocates a slot at the MRU end; returns -1 when the slab must grow first. */
+  /** Allocates a referenced slot; returns -1 when the slab must grow first. */
   alloc(hi: number, lo: number): number {
     let s: number;
     if (this.free.length > 0) s = this.free.pop()!;
     else if (this.used < this.cap) s = this.used++;
     else return NONE;
-    this.keyHi[s] = hi;
-    this.keyLo[s] = lo;
-    this.linkFront(s);
+    const o = 3 * s;
+    this.d[o] = hi;
+    this.d[o + 1] = lo;
+    this.d[o + 2] = 3;
     this.count++;
     return s;
   }
 
   release(s: number): void {
-    this.unlink(s);
+    this.d[3 * s + 2] = 0;
     this.free.push(s);
     this.count--;
   }
 
   touch(s: number): void {
-    if (this.head === s) return;
-    this.unlink(s);
-    this.linkFront(s);
+    this.d[3 * s + 2] = 3;
+  }
+
+  /** The slot to evict: the first used slot after the hand not referenced since the last pass. */
+  victim(): number {
+    const d = this.d;
+    const n = this.used;
+    for (;;) {
+      if (this.hand >= n) this.hand = 0;
+      const o = 3 * this.hand;
+      const f = d[o + 2]!;
+      if (f === 1) return this.hand++;
+      if (f === 3) d[o + 2] = 1;
+      this.hand++;
+    }
+  }
+
+  hi(s: number): number {
+    return this.d[3 * s]! >>> 0;
+  }
+
+  lo(s: number): number {
+    return this.d[3 * s + 1]! >>> 0;
   }
 
   growTo(c: number): void {
-    const g = <T extends Uint32Array | Int32Array>(a: T, C: new (n: number) => T): T => {
-      const b = new C(c);
-      b.set(a);
-      return b;
-    };
-    this.keyHi = g(this.keyHi, Uint32Array);
-    this.keyLo = g(this.keyLo, Uint32Array);
-    this.prev = g(this.prev, Int32Array);
-    this.next = g(this.next, Int32Array);
+    const nd = new Int32Array(3 * c);
+    nd.set(this.d);
+    this.d = nd;
     this.cap = c;
-  }
-
-  private linkFront(s: number): void {
-    this.prev[s] = NONE;
-    this.next[s] = this.head;
-    if (this.head !== NONE) this.prev[this.head] = s;
-    this.head = s;
-    if (this.tail === NONE) this.tail = s;
-  }
-
-  private unlink(s: number): void {
-    const p = this.prev[s]!;
-    const n = this.next[s]!;
-    if (p !== NONE) this.next[p] = n;
-    else this.head = n;
-    if (n !== NONE) this.prev[n] = p;
-    else this.tail = p;
   }
 }
 
@@ -195,15 +191,15 @@ export class KvBlockIndex {
 
   // request keys → entries
   private readonly rmap = new U64Map(1024);
-  private readonly rslab: LruSlab;
-  private rcount: Uint8Array;
-  private rpod: Int32Array;
-  private rgen: Uint32Array;
-  private rtier: Uint8Array;
+  private readonly rslab: ClockSlab;
+  /** per request-key slot: [count, (endpoint << 8 | tier, generation) × podCacheSize] */
+  private rdata: Int32Array;
+  /** words per slot of {@link rdata} */
+  private readonly rstride: number;
 
   // engine keys → request keys (span of up to maxSpan)
   private readonly emap = new U64Map(1024);
-  private readonly eslab: LruSlab;
+  private readonly eslab: ClockSlab;
   private espan: Uint8Array;
   private ereq: Uint32Array;
 
@@ -255,14 +251,11 @@ export class KvBlockIndex {
     }
     this.tierWeights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
     const c0 = Math.min(1024, this.maxKeys);
-    this.rslab = new LruSlab(c0);
-    const K = this.podCacheSize;
-    this.rcount = new Uint8Array(c0);
-    this.rpod = new Int32Array(c0 * K);
-    this.rgen = new Uint32Array(c0 * K);
-    this.rtier = new Uint8Array(c0 * K);
+    this.rslab = new ClockSlab(c0);
+    this.rstride = 1 + 2 * this.podCacheSize;
+    this.rdata = new Int32Array(c0 * this.rstride);
     const e0 = Math.min(1024, this.maxEngineKeys);
-    this.eslab = new LruSlab(e0);
+    this.eslab = new ClockSlab(e0);
     this.espan = new Uint8Array(e0);
     this.ereq = new Uint32Array(e0 * 2 * this.maxSpan);
   }
@@ -323,6 +316,7 @@ export class KvBlockIndex {
     if (known !== undefined) return known;
     const name = medium === null ? "gpu" : medium.toLowerCase();
     let t = this.tierIds.get(name);
+    if (t === undefined && this.tierIds.size >= 255) t = this.tierIds.size - 1; // tier ids are 8-bit
     if (t === undefined) {
       t = this.tierIds.size;
       if (t >= this.tierWeight.length) this.tierWeight = grown(this.tierWeight, t * 2);
@@ -352,25 +346,21 @@ export class KvBlockIndex {
 
   private allocReq(hi: number, lo: number): number {
     const slab = this.rslab;
-    if (slab.count >= this.maxKeys) this.evictReq(slab.tail);
+    if (slab.count >= this.maxKeys) this.evictReq(slab.victim());
     let s = slab.alloc(hi, lo);
     if (s === NONE) {
       const c = Math.min(slab.cap * 2, this.maxKeys);
       slab.growTo(c);
-      const K = this.podCacheSize;
-      this.rcount = grown(this.rcount, c);
-      this.rpod = grown(this.rpod, c * K);
-      this.rgen = grown(this.rgen, c * K);
-      this.rtier = grown(this.rtier, c * K);
+      this.rdata = grown(this.rdata, c * this.rstride);
       s = slab.alloc(hi, lo);
     }
-    this.rcount[s] = 0;
+    this.rdata[s * this.rstride] = 0;
     this.rmap.set(hi, lo, s);
     return s;
   }
 
   private evictReq(s: number): void {
-    this.rmap.delete(this.rslab.keyHi[s]!, this.rslab.keyLo[s]!);
+    this.rmap.delete(this.rslab.hi(s), this.rslab.lo(s));
     this.rslab.release(s);
     this.st.keysEvicted++;
   }
@@ -380,55 +370,55 @@ export class KvBlockIndex {
     if (s === NONE) s = this.allocReq(hi, lo);
     else this.rslab.touch(s);
     const K = this.podCacheSize;
-    const base = s * K;
-    const gen = this.podGen[ep]!;
-    let cnt = this.rcount[s]!;
-    for (let j = 0; j < cnt; j++) {
-      if (this.rpod[base + j] === ep && this.rtier[base + j] === tier) {
-        this.rgen[base + j] = gen;
+    const d = this.rdata;
+    const base = s * this.rstride;
+    const gen = this.podGen[ep]! | 0;
+    const pt = (ep << 8) | tier;
+    let cnt = d[base]!;
+    for (let j = base + 1; j < base + 1 + 2 * cnt; j += 2) {
+      if (d[j] === pt) {
+        d[j + 1] = gen;
         this.st.blocksStored++;
         return;
       }
     }
     if (cnt === K) {
       // reclaim stale entries, then drop the oldest
-      let w = 0;
-      for (let j = 0; j < cnt; j++) {
-        const p = this.rpod[base + j]!;
-        if (this.rgen[base + j] === this.podGen[p]) {
-          this.rpod[base + w] = p;
-          this.rgen[base + w] = this.rgen[base + j]!;
-          this.rtier[base + w] = this.rtier[base + j]!;
-          w++;
+      let w = base + 1;
+      for (let j = base + 1; j < base + 1 + 2 * cnt; j += 2) {
+        const e = d[j]!;
+        if (d[j + 1] === (this.podGen[e >>> 8]! | 0)) {
+          d[w] = e;
+          d[w + 1] = d[j + 1]!;
+          w += 2;
         }
       }
-      cnt = w;
+      cnt = (w - base - 1) >> 1;
       if (cnt === K) {
-        this.rpod.copyWithin(base, base + 1, base + K);
-        this.rgen.copyWithin(base, base + 1, base + K);
-        this.rtier.copyWithin(base, base + 1, base + K);
+        d.copyWithin(base + 1, base + 3, base + 1 + 2 * K);
         cnt--;
       }
     }
-    this.rpod[base + cnt] = ep;
-    this.rgen[base + cnt] = gen;
-    this.rtier[base + cnt] = tier;
-    this.rcount[s] = cnt + 1;
+    const o = base + 1 + 2 * cnt;
+    d[o] = pt;
+    d[o + 1] = gen;
+    d[base] = cnt + 1;
     this.st.blocksStored++;
   }
 
   private removeEntry(hi: number, lo: number, ep: number, tier: number): void {
     const s = this.rmap.get(hi, lo);
     if (s === NONE) return;
-    const base = s * this.podCacheSize;
-    const cnt = this.rcount[s]!;
-    for (let j = 0; j < cnt; j++) {
-      if (this.rpod[base + j] === ep && this.rtier[base + j] === tier) {
-        const stale = this.rgen[base + j] !== this.podGen[ep];
-        this.rpod.copyWithin(base + j, base + j + 1, base + cnt);
-        this.rgen.copyWithin(base + j, base + j + 1, base + cnt);
-        this.rtier.copyWithin(base + j, base + j + 1, base + cnt);
-        this.rcount[s] = cnt - 1;
+    const d = this.rdata;
+    const base = s * this.rstride;
+    const cnt = d[base]!;
+    const pt = (ep << 8) | tier;
+    const end = base + 1 + 2 * cnt;
+    for (let j = base + 1; j < end; j += 2) {
+      if (d[j] === pt) {
+        const stale = d[j + 1] !== (this.podGen[ep]! | 0);
+        d.copyWithin(j, j + 2, end);
+        d[base] = cnt - 1;
         if (!stale) this.st.blocksRemoved++;
         if (cnt === 1) {
           this.rmap.delete(hi, lo);
@@ -446,8 +436,8 @@ export class KvBlockIndex {
     const slab = this.eslab;
     if (s === NONE) {
       if (slab.count >= this.maxEngineKeys) {
-        const t = slab.tail;
-        this.emap.delete(slab.keyHi[t]!, slab.keyLo[t]!);
+        const t = slab.victim();
+        this.emap.delete(slab.hi(t), slab.lo(t));
         slab.release(t);
       }
       s = slab.alloc(hi, lo);
@@ -571,17 +561,19 @@ export class KvBlockIndex {
     score.fill(0, 0, n);
     blocks.fill(0, 0, n);
     last.fill(-1, 0, n);
-    const K = this.podCacheSize;
+    const d = this.rdata;
+    const stride = this.rstride;
     for (let i = 0; i < nKeys; i++) {
       const s = this.rmap.get(keys[2 * i]!, keys[2 * i + 1]!);
       if (s === NONE) break;
-      const base = s * K;
-      const cnt = this.rcount[s]!;
+      const base = s * stride;
+      const end = base + 1 + 2 * d[base]!;
       let any = false;
-      for (let j = base; j < base + cnt; j++) {
-        const p = this.rpod[j]!;
-        if (this.rgen[j] !== podGen[p]) continue;
-        const w = tierWeight[this.rtier[j]!]!;
+      for (let j = base + 1; j < end; j += 2) {
+        const e = d[j]!;
+        const p = e >>> 8;
+        if (d[j + 1] !== (podGen[p]! | 0)) continue;
+        const w = tierWeight[e & 0xff]!;
         const l = last[p]!;
         if (l === i - 1) {
           last[p] = i;
@@ -605,10 +597,12 @@ export class KvBlockIndex {
     const ep = this.slotById.get(endpointId);
     if (s === NONE || ep === undefined) return [];
     const out: string[] = [];
-    const base = s * this.podCacheSize;
+    const d = this.rdata;
+    const base = s * this.rstride;
     const names = [...this.tierIds.keys()];
-    for (let j = base; j < base + this.rcount[s]!; j++) {
-      if (this.rpod[j] === ep && this.rgen[j] === this.podGen[ep]) out.push(names[this.rtier[j]!]!);
+    for (let j = base + 1; j < base + 1 + 2 * d[base]!; j += 2) {
+      const e = d[j]!;
+      if (e >>> 8 === ep && d[j + 1] === (this.podGen[ep]! | 0)) out.push(names[e & 0xff]!);
     }
     return out;
   }
