@@ -24,6 +24,7 @@ import {
   encodeMsgpack,
   type MsgValue,
   MsgpackError,
+  MsgpackReader,
   U64,
 } from "./msgpack.js";
 import type { BlockRemovedEvent, BlockStoredEvent, EventBatch, HashList, KvEvent } from "./types.js";
@@ -282,9 +283,125 @@ export interface DecodedBatch {
 
 /**
  * Decodes a msgpack payload into an {@link EventBatch} (see module doc for accepted shapes).
- * @throws KvEventDecodeError (or MsgpackError) on malformed payloads
+ * Array-form batches and events are read straight into typed arrays (no intermediate values);
+ * anything else goes through the generic decoder.
+ * @throws KvEventDecodeError on malformed payloads
  */
 export function decodeBatch(payload: Uint8Array): DecodedBatch {
+  try {
+    const fast = decodeBatchFast(payload);
+    if (fast !== null) return fast;
+  } catch (err) {
+    if (err instanceof MsgpackError) throw new KvEventDecodeError(`bad msgpack: ${err.message}`);
+    throw err;
+  }
+  return decodeBatchGeneric(payload);
+}
+
+/** Fast path for `[ts, [events…], rank?]`; null when the root is not an array. */
+function decodeBatchFast(payload: Uint8Array): DecodedBatch | null {
+  const r = new MsgpackReader(payload);
+  const n = r.arrayHeader();
+  if (n === undefined) return null;
+  if (n < 2) throw new KvEventDecodeError("batch: expected [ts, events, rank?]");
+  const ts = r.read(0);
+  if (typeof ts !== "number") throw new KvEventDecodeError("batch ts: expected a number");
+  const m = r.arrayHeader();
+  if (m === undefined) throw new KvEventDecodeError("batch events: expected an array");
+  const events: KvEvent[] = [];
+  let unknownEvents = 0;
+  for (let i = 0; i < m; i++) {
+    const e = readEvent(r);
+    if (e === null) unknownEvents++;
+    else events.push(e);
+  }
+  const rank = n > 2 ? r.read(0) : null;
+  for (let i = 3; i < n; i++) r.read(0);
+  if (!r.done) throw new KvEventDecodeError("bad msgpack: trailing bytes");
+  return { batch: { ts, events, dataParallelRank: optInt(rank, "data_parallel_rank") }, unknownEvents };
+}
+
+function readHashes(r: MsgpackReader): HashList {
+  const k = r.arrayHeader();
+  if (k === undefined) return decodeHashes(r.read(0), "block_hashes");
+  if (k > r.buf.length - r.pos) throw new KvEventDecodeError("block_hashes: truncated");
+  const out = new Uint32Array(2 * k);
+  for (let i = 0; i < k; i++) if (!r.hashInto(out, i)) putHash(out, i, r.read(0), "block_hashes");
+  return out;
+}
+
+function readTokens(r: MsgpackReader): Uint32Array {
+  const k = r.arrayHeader();
+  if (k === undefined) return decodeTokens(r.read(0));
+  if (k > r.buf.length - r.pos) throw new KvEventDecodeError("token_ids: truncated");
+  const out = new Uint32Array(k);
+  for (let i = 0; i < k; i++) {
+    const t = r.smallUint();
+    if (t !== undefined) out[i] = t;
+    else {
+      const v = r.read(0);
+      if (typeof v !== "number") throw new KvEventDecodeError("token_ids: expected integers");
+      out[i] = v;
+    }
+  }
+  return out;
+}
+
+const tmpHash = new Uint32Array(2);
+
+function readParent(r: MsgpackReader): U64 | null {
+  if (r.buf[r.pos] === 0xc0) {
+    r.pos++;
+    return null;
+  }
+  if (r.hashInto(tmpHash, 0)) return new U64(tmpHash[0]!, tmpHash[1]!);
+  return decodeParent(r.read(0));
+}
+
+/** One event at the reader's position (array events fast, others generic). */
+function readEvent(r: MsgpackReader): KvEvent | null {
+  const len = r.arrayHeader();
+  if (len === undefined) return decodeEvent(r.read(1));
+  if (len === 0) throw new KvEventDecodeError("event has no string tag");
+  const tag = r.read(1);
+  if ((tag === "BlockStored" && len >= 4) || (tag === "BlockRemoved" && len >= 2)) {
+    const blockHashes = readHashes(r);
+    if (tag === "BlockRemoved") {
+      const rest: (MsgValue | undefined)[] = [];
+      for (let f = 2; f < len; f++) rest[f] = r.read(1);
+      return {
+        type: "BlockRemoved",
+        blockHashes,
+        medium: optStr(rest[2], "medium"),
+        groupIdx: optInt(rest[3], "group_idx"),
+      };
+    }
+    const parentBlockHash = readParent(r);
+    const tokenIds = readTokens(r);
+    const rest: (MsgValue | undefined)[] = [];
+    for (let f = 4; f < len; f++) rest[f] = r.read(1);
+    return {
+      type: "BlockStored",
+      blockHashes,
+      parentBlockHash,
+      tokenIds,
+      blockSize: optInt(rest[4], "block_size") ?? 0,
+      loraId: optInt(rest[5], "lora_id"),
+      medium: optStr(rest[6], "medium"),
+      loraName: optStr(rest[7], "lora_name"),
+      extraKeys: rest[8] ?? null,
+      groupIdx: optInt(rest[9], "group_idx"),
+      kvCacheSpecKind: optStr(rest[10], "kv_cache_spec_kind"),
+      kvCacheSpecSlidingWindow: optInt(rest[11], "kv_cache_spec_sliding_window"),
+    };
+  }
+  const arr: MsgValue[] = [tag];
+  for (let f = 1; f < len; f++) arr.push(r.read(1));
+  return decodeEvent(arr);
+}
+
+/** Generic path: any root shape (map batches). */
+function decodeBatchGeneric(payload: Uint8Array): DecodedBatch {
   let root: MsgValue;
   try {
     root = decodeMsgpack(payload);

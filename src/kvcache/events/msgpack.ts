@@ -58,7 +58,7 @@ const textDecoder = new TextDecoder();
  * @throws MsgpackError on truncated input, trailing bytes, ext types or non-string map keys
  */
 export function decodeMsgpack(buf: Uint8Array): MsgValue {
-  const r = new Reader(buf);
+  const r = new MsgpackReader(buf);
   const v = r.read(0);
   if (r.pos !== buf.length) throw new MsgpackError(`trailing bytes: ${buf.length - r.pos}`);
   return v;
@@ -66,11 +66,107 @@ export function decodeMsgpack(buf: Uint8Array): MsgValue {
 
 const MAX_DEPTH = 64;
 
-class Reader {
+/**
+ * A msgpack reader over one buffer: {@link read} decodes any value (see module doc); the typed
+ * helpers read known shapes straight into typed arrays and return `undefined` without consuming
+ * anything when the next value has another shape (the caller then falls back to {@link read}).
+ */
+export class MsgpackReader {
   pos = 0;
   private readonly view: DataView;
-  constructor(private readonly buf: Uint8Array) {
+  constructor(readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** Whether the whole buffer was consumed. */
+  get done(): boolean {
+    return this.pos === this.buf.length;
+  }
+
+  /**
+   * Reads an array header (fixarray, array16, array32).
+   * @returns the length, or undefined (nothing consumed) when the next value is not an array
+   */
+  arrayHeader(): number | undefined {
+    this.need(1);
+    const b = this.buf[this.pos]!;
+    if (b >= 0x90 && b <= 0x9f) {
+      this.pos++;
+      return b & 0x0f;
+    }
+    if (b === 0xdc) {
+      this.need(3);
+      this.pos += 3;
+      return this.view.getUint16(this.pos - 2);
+    }
+    if (b === 0xdd) {
+      this.need(5);
+      this.pos += 5;
+      return this.view.getUint32(this.pos - 4);
+    }
+    return undefined;
+  }
+
+  /** Reads a non-negative integer below 2^32 into a number, or undefined (nothing consumed). */
+  smallUint(): number | undefined {
+    this.need(1);
+    const b = this.buf[this.pos]!;
+    if (b <= 0x7f) {
+      this.pos++;
+      return b;
+    }
+    if (b === 0xcc) {
+      this.need(2);
+      this.pos += 2;
+      return this.buf[this.pos - 1]!;
+    }
+    if (b === 0xcd) {
+      this.need(3);
+      this.pos += 3;
+      return this.view.getUint16(this.pos - 2);
+    }
+    if (b === 0xce) {
+      this.need(5);
+      this.pos += 5;
+      return this.view.getUint32(this.pos - 4);
+    }
+    return undefined;
+  }
+
+  /**
+   * Reads an integer or byte-string hash into `out[2i]` (hi) and `out[2i+1]` (lo): uint64 and
+   * int64 as their 64 bits, smaller non-negative ints as themselves, bytes as their last 8 bytes
+   * big-endian. Returns false (nothing consumed) for any other shape.
+   */
+  hashInto(out: Uint32Array, i: number): boolean {
+    this.need(1);
+    const b = this.buf[this.pos]!;
+    if (b === 0xcf || b === 0xd3) {
+      this.need(9);
+      out[2 * i] = this.view.getUint32(this.pos + 1);
+      out[2 * i + 1] = this.view.getUint32(this.pos + 5);
+      this.pos += 9;
+      return true;
+    }
+    const small = this.smallUint();
+    if (small !== undefined) {
+      out[2 * i] = 0;
+      out[2 * i + 1] = small;
+      return true;
+    }
+    if (b === 0xc4 || b === 0xc5 || b === 0xc6) {
+      const v = this.read(0) as Uint8Array;
+      let hi = 0;
+      let lo = 0;
+      for (let k = Math.max(0, v.length - 8); k < v.length; k++) {
+        hi = ((hi << 8) | (lo >>> 24)) >>> 0;
+        lo = ((lo << 8) | v[k]!) >>> 0;
+      }
+      out[2 * i] = hi;
+      out[2 * i + 1] = lo;
+      return true;
+    }
+    return false;
   }
 
   private need(n: number): void {
@@ -353,8 +449,8 @@ class Writer {
         return;
       }
       if (v > 0xffffffffffffffffn) throw new MsgpackError("bigint above uint64");
-        this.u64(Number(v >> 32n), Number(v & 0xffffffffn));
-        return;
+      this.u64(Number(v >> 32n), Number(v & 0xffffffffn));
+      return;
     }
     if (v >= -0x80000000n) {
       this.num(Number(v));
@@ -395,8 +491,8 @@ class Writer {
         return;
       }
       if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-        this.u64(Math.floor(v / 0x100000000), v >>> 0);
-        return;
+      this.u64(Math.floor(v / 0x100000000), v >>> 0);
+      return;
     }
     if (v >= -32) {
       this.u8(v & 0xff);
@@ -415,8 +511,8 @@ class Writer {
       return;
     }
     if (!Number.isSafeInteger(v)) throw new MsgpackError("unsafe integer: pass a bigint");
-      this.big(BigInt(v));
-      return;
+    this.big(BigInt(v));
+    return;
   }
 
   private str(s: string): void {

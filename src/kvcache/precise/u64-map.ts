@@ -124,6 +124,7 @@ export class U64Map {
     this.mask = c - 1;
     this.d = U64Map.alloc(c);
     this.size = 0;
-    for (let o = 0; o < old.length; o += 3) if (old[o + 2]! !== EMPTY) this.set(old[o]!, old[o + 1]!, old[o + 2]!);
+    for (let o = 0; o < old.length; o += 3)
+      if (old[o + 2]! !== EMPTY) this.set(old[o]!, old[o + 1]!, old[o + 2]!);
   }
 }
