@@ -72,6 +72,11 @@ export interface CreateModelOptions {
    * stop handling (`min_tokens`, `ignore_eos`).
    */
   eosLogitScale?: number;
+  /**
+   * SPM only: `tokenizer.ggml.add_space_prefix` (default false). `true` is how Llama-2-style
+   * SPM models behave: "▁" before the first word and after every control token.
+   */
+  addSpacePrefix?: boolean;
 }
 
 /** What {@link createModel} wrote. */
@@ -290,7 +295,7 @@ export async function createModel(opts: CreateModelOptions): Promise<CreatedMode
       { key: "tokenizer.ggml.add_bos_token", type: "bool", value: true },
       { key: "tokenizer.ggml.add_eos_token", type: "bool", value: false },
       // no "▁" before the first word or after a control token, so chat-template text round-trips
-      { key: "tokenizer.ggml.add_space_prefix", type: "bool", value: false },
+      { key: "tokenizer.ggml.add_space_prefix", type: "bool", value: opts.addSpacePrefix ?? false },
     );
   }
   if ((opts.chatTemplate ?? "chatml") === "chatml") {

@@ -17,6 +17,7 @@ const otherModelPath = join(dir, "m1-other-seed.gguf");
 const otherShapePath = join(dir, "m-other-shape.gguf");
 const bpePath = join(dir, "m1-bpe.gguf");
 const eosPath = join(dir, "m1-eos.gguf");
+const spacePath = join(dir, "m1-space-prefix.gguf");
 let engine: LlamaEngine;
 
 const greedy = (maxTokens: number, extra: Partial<SamplingParams> = {}): SamplingParams => ({
@@ -61,6 +62,7 @@ before(async () => {
   });
   await createModel({ out: bpePath, params: "1m", seed: 11, tokenizer: "bpe" });
   await createModel({ out: eosPath, params: "1m", seed: 4, eosLogitScale: 6 });
+  await createModel({ out: spacePath, params: "1m", seed: 4, addSpacePrefix: true });
   engine = await createLlamaEngine({ modelPath, maxNumSeqs: 2, maxModelLen: 1024, threads: 1 });
 });
 after(async () => {
@@ -112,6 +114,35 @@ describe("llama engine: tokenizer", () => {
     }
     out += d.flush();
     assert.equal(out, text);
+  });
+});
+
+describe("llama engine: SPM model with add_space_prefix (Llama-2 style)", () => {
+  test("output pieces keep their word breaks; the chat template renders to its literal text", async () => {
+    const e = await createLlamaEngine({ modelPath: spacePath, maxNumSeqs: 1, maxModelLen: 128 });
+    try {
+      const t = e.tokenizer;
+      const ids = t.encode("the people of the city");
+      assert.equal(ids.length, 6, "BOS + 5 whole-word pieces");
+      assert.deepEqual(
+        ids.slice(1).map((i) => t.decodeOne(i)),
+        [" the", " people", " of", " the", " city"],
+      );
+      const d = t.createDecoder();
+      assert.equal(
+        ids
+          .slice(1)
+          .map((i) => d.push(i))
+          .join("") + d.flush(),
+        " the people of the city",
+      );
+      assert.equal(
+        t.applyChatTemplate([{ role: "user", content: "Hi there" }]),
+        "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+      );
+    } finally {
+      await e.close();
+    }
   });
 });
 

@@ -8,7 +8,10 @@
  *   (`model.tokenize` never adds BOS itself, reference/llama-engine.md "Other pitfalls").
  *   `encode("")` is `[]` (no lone BOS), so an empty prompt is refused like with the sim.
  * - `decode` / `decodeOne`: special (control) tokens render as "" (vLLM's
- *   `skip_special_tokens=true`). `decodeOne` of a byte token that is part of a multi-byte UTF-8
+ *   `skip_special_tokens=true`). `decodeOne` (and {@link LlamaTokenizer.createDecoder}) decode
+ *   with a plain token as left context, so a piece keeps its leading space ("▁the" → " the")
+ *   as in vLLM's incremental detokenizer; `decode` strips the first token's space like a
+ *   Hugging Face `decode` of an SPM model. `decodeOne` of a byte token that is part of a multi-byte UTF-8
  *   character cannot be decoded on its own (U+FFFD); use {@link LlamaTokenizer.createDecoder}
  *   for streaming text.
  * - Chat template: when the GGUF has `tokenizer.chat_template`, it is rendered with
@@ -30,10 +33,12 @@ export class LlamaTokenizer implements Tokenizer {
   private readonly wrapper: JinjaTemplateChatWrapper | null = null;
   private readonly addBos: boolean;
   private readonly bos: number | null;
+  /** a plain-text token used as left context when decoding output pieces */
+  private readonly context: Token[];
 
   constructor(
     private readonly model: LlamaModel,
-    lib: NodeLlamaCpp,
+    private readonly lib: NodeLlamaCpp,
   ) {
     const md = model.fileInfo.metadata as unknown as {
       tokenizer?: { ggml?: Record<string, unknown>; chat_template?: string };
@@ -42,6 +47,7 @@ export class LlamaTokenizer implements Tokenizer {
     this.bos = model.tokens.bos;
     const addBos = tk.ggml?.add_bos_token;
     this.addBos = this.bos !== null && (addBos === undefined ? tk.ggml?.model === "llama" : addBos === true);
+    this.context = model.tokenize("a", false).slice(-1);
     const template = typeof tk.chat_template === "string" ? tk.chat_template : "";
     let kind: "jinja" | "fallback" = "fallback";
     if (template !== "") {
@@ -67,7 +73,9 @@ export class LlamaTokenizer implements Tokenizer {
   }
 
   decodeOne(id: number): string {
-    return this.model.detokenize([id as Token], false);
+    // with a preceding token as context: llama.cpp strips the leading space of the first
+    // token of a detokenization (SPM add_space_prefix), which would drop every word break
+    return this.model.detokenize([id as Token], false, this.context);
   }
 
   /**
@@ -83,7 +91,7 @@ export class LlamaTokenizer implements Tokenizer {
     return {
       push: (id: number) => {
         ids.push(id as Token);
-        text = this.model.detokenize(ids, false);
+        text = this.model.detokenize(ids, false, this.context);
         let end = text.length;
         while (end > emitted && text.charCodeAt(end - 1) === 0xfffd) end--;
         const out = text.slice(emitted, end);
@@ -109,6 +117,29 @@ export class LlamaTokenizer implements Tokenizer {
     if (addGenerationPrompt && history.at(-1)?.type !== "model")
       history.push({ type: "model", response: [] });
     const { contextText } = this.wrapper.generateContextState({ chatHistory: history });
-    return this.model.detokenize(contextText.tokenize(this.model.tokenizer), true);
+    // the template's literal text (special tokens as their text, as a Hugging Face template
+    // renders them), not a tokenize→detokenize round trip, which would add SPM space prefixes
+    const t = this.model.tokens;
+    let out = "";
+    for (const v of contextText.values) {
+      if (typeof v === "string") out += v;
+      else if (v instanceof this.lib.SpecialTokensText) out += v.value;
+      else {
+        const name = (v as { value: string }).value;
+        out +=
+          name === "BOS"
+            ? (t.bosString ?? "")
+            : name === "EOS"
+              ? (t.eosString ?? "")
+              : name === "EOT"
+                ? (t.eotString ?? "")
+                : name === "NL"
+                  ? "\n"
+                  : name === "SEP"
+                    ? (t.sepString ?? "")
+                    : "";
+      }
+    }
+    return out;
   }
 }
