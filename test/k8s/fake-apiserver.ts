@@ -38,7 +38,8 @@ const LIST_KIND: Record<Kind, { apiVersion: string; kind: string }> = {
   inferencemodelrewrites: { apiVersion: "llm-d.ai/v1alpha2", kind: "InferenceModelRewriteList" },
 };
 
-const PATH = /^\/(?:api\/v1|apis\/inference\.networking\.k8s\.io\/v1|apis\/llm-d\.ai\/v1alpha2)\/namespaces\/([^/]+)\/(pods|inferencepools|inferenceobjectives|inferencemodelrewrites)$/;
+const PATH =
+  /^\/(?:api\/v1|apis\/inference\.networking\.k8s\.io\/v1|apis\/llm-d\.ai\/v1alpha2)\/namespaces\/([^/]+)\/(pods|inferencepools|inferenceobjectives|inferencemodelrewrites)$/;
 
 /** The fake API server. Events: `watch` (kind, resourceVersion), `list` (kind). */
 export class FakeApiServer extends EventEmitter {
