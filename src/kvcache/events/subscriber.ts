@@ -173,6 +173,8 @@ export class KvEventSubscriber extends EventEmitter {
   }
 
   private onMessage(m: Msg): void {
+    // after close() the endpoint's index slot may already be freed and reused
+    if (this.closed) return;
     if (this.replaying) {
       if (this.held.length >= this.maxHeld) {
         this.stats.drops.replay_overflow++;
@@ -324,6 +326,7 @@ export class KvEventSubscriber extends EventEmitter {
 
   /** A replayed batch: skip what we have, apply the next one, resync over a hole. */
   private applyReplayed(m: Msg): boolean {
+    if (this.closed) return false;
     const last = this.stats.lastSeq;
     if (m.seq <= last) return false;
     if (last >= 0 && m.seq > last + 1) this.resync("replay buffer does not reach the gap");
