@@ -1,14 +1,18 @@
 /**
- * Wiring of the EPP core shared by `llmd router` (and later `llmd epp`): registry → config →
- * scheduler → Director, with the EPP metrics. One place, so both hosts run the same
- * scheduling and request-control path.
+ * Wiring of the EPP core shared by `llmd router` and `llmd epp`: registry → config →
+ * admission (legacy or flow control) → scheduler → Director, with the EPP metrics. One place,
+ * so both hosts run the same scheduling and request-control path.
  */
 import { readFileSync } from "node:fs";
 import { loadConfig } from "../framework/config/index.js";
 import type { LoadedConfig } from "../framework/plugin.js";
+import { type Admission, createAdmission } from "../flowcontrol/index.js";
+import { loadObjectivesFile, ObjectiveStore } from "../flowcontrol/objectives.js";
 import { createEppMetrics, type EppMetrics } from "../metrics/epp.js";
+import { createFlowControlMetrics } from "../metrics/flow-control.js";
 import { builtinRegistry } from "../plugins/builtins.js";
 import { buildInferenceRequest, Director, pluginDurationRecorder } from "../requestcontrol/index.js";
+import type { RequestPolicies } from "../requestcontrol/pipeline.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 
 /** What `GET /llmd/config` shows: enough for `llmd doctor` to know whether P/D is configured. */
@@ -18,11 +22,13 @@ export interface ConfigView {
   /** true when the profile handler disaggregates (a prefill profile exists) */
   pd: boolean;
   featureGates: string[];
+  /** `legacy` (saturation shedding of sheddable requests) or `flow-control` */
+  admission: string;
   resolved: Record<string, unknown>;
 }
 
 /** Summarises a loaded config for `GET /llmd/config`. */
-export function configView(config: LoadedConfig): ConfigView {
+export function configView(config: LoadedConfig, admission?: Admission): ConfigView {
   const h = config.profileHandler;
   const profiles = [...config.profiles.keys()];
   return {
@@ -30,6 +36,7 @@ export function configView(config: LoadedConfig): ConfigView {
     profiles,
     pd: (h.type === "disagg-profile-handler" || h.type === "pd-profile-handler") && profiles.length > 1,
     featureGates: [...config.featureGates],
+    admission: admission?.mode ?? "none",
     resolved: config.resolved,
   };
 }
@@ -39,24 +46,54 @@ export interface EppRuntime {
   config: LoadedConfig;
   scheduler: Scheduler;
   director: Director;
+  admission: Admission;
   metrics: EppMetrics;
+  objectives: ObjectiveStore;
+  /** request policies from the objectives (model rewrites come from Kubernetes CRDs) */
+  policies: RequestPolicies;
   buildRequest: (
     input: Parameters<typeof buildInferenceRequest>[0],
+    lookupObjective?: Parameters<typeof buildInferenceRequest>[1],
   ) => ReturnType<typeof buildInferenceRequest>;
 }
 
+/** Options of {@link createEppRuntime}. */
+export interface EppRuntimeOptions {
+  /** EndpointPickerConfig YAML file; none = the built-in default config */
+  configFile?: string;
+  /** InferenceObjective YAML file (priorities for `x-llm-d-inference-objective`) */
+  objectivesFile?: string;
+}
+
 /**
- * Builds the EPP core from a config file (or the built-in default config when none).
- * @throws ConfigError naming the offending field or plugin type
+ * Builds the EPP core.
+ * @throws ConfigError naming the offending field or plugin type; Error for an unreadable file
  */
-export function createEppRuntime(configFile?: string): EppRuntime {
-  const text = configFile ? readFileSync(configFile, "utf8") : null;
-  const config = loadConfig(text, builtinRegistry());
+export function createEppRuntime(o: EppRuntimeOptions | string = {}): EppRuntime {
+  const opts = typeof o === "string" ? { configFile: o } : o;
+  const text = opts.configFile ? readFileSync(opts.configFile, "utf8") : null;
+  const registry = builtinRegistry();
+  const config = loadConfig(text, registry);
   const metrics = createEppMetrics();
-  const scheduler = new Scheduler(config, {
-    onPluginDuration: (point, type, name, seconds) =>
-      metrics.pluginDuration.observe(point, type, name, seconds),
+  const { admission } = createAdmission(config, registry, {
+    observer: createFlowControlMetrics(metrics.registry),
   });
-  const director = new Director(config, scheduler, metrics);
-  return { config, scheduler, director, metrics, buildRequest: (input) => buildInferenceRequest(input) };
+  const scheduler = new Scheduler(config, { onPluginDuration: pluginDurationRecorder(metrics) });
+  const director = new Director(config, scheduler, metrics, { admission });
+  const objectives = new ObjectiveStore();
+  if (opts.objectivesFile) loadObjectivesFile(opts.objectivesFile, objectives);
+  const policies: RequestPolicies = {
+    objective: (name) => objectives.objective(name),
+    rewriteModel: () => undefined,
+  };
+  return {
+    config,
+    scheduler,
+    director,
+    admission,
+    metrics,
+    objectives,
+    policies,
+    buildRequest: (input, lookup) => buildInferenceRequest(input, lookup),
+  };
 }

@@ -1,6 +1,7 @@
 /**
  * `llmd router` — the OpenAI-compatible gateway with the EPP built in.
  */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { watchDiscoveryFile } from "../datalayer/discovery-file.js";
 import { MetricsScraper } from "../datalayer/scraper.js";
@@ -9,6 +10,7 @@ import { ROUTER_PORT } from "../framework/ports.js";
 import type { EndpointMetadata } from "../framework/types.js";
 import { logger } from "../log.js";
 import { startRouter } from "../router/server.js";
+import { loadCertDir, selfSigned } from "../router/tls.js";
 import { configView, createEppRuntime } from "./epp-runtime.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -40,6 +42,23 @@ export function parseEndpointFlag(value: string, index: number): EndpointMetadat
   };
 }
 
+/**
+ * API keys from `--api-keys-file` (one per line, `#` comments) and the `LLMD_API_KEYS`
+ * environment variable (comma-separated). Empty = no authentication.
+ * @throws Error when the file cannot be read
+ */
+export function loadApiKeys(file: string | undefined, env = process.env.LLMD_API_KEYS): string[] {
+  const keys: string[] = [];
+  if (file) {
+    for (const line of readFileSync(file, "utf8").split("\n")) {
+      const k = line.replace(/#.*/, "").trim();
+      if (k) keys.push(k);
+    }
+  }
+  for (const k of (env ?? "").split(",")) if (k.trim()) keys.push(k.trim());
+  return keys;
+}
+
 /** Adds `llmd router` to the CLI. */
 export function registerRouter(program: Command): void {
   program
@@ -50,14 +69,26 @@ export function registerRouter(program: Command): void {
     .option("--port <port>", "listen port", String(ROUTER_PORT))
     .option("--host <host>", "listen address", "127.0.0.1")
     .option("--epp-config <file>", "EndpointPickerConfig YAML (default: built-in default config)")
+    .option("--objectives-file <file>", "InferenceObjective YAML: priorities for x-llm-d-inference-objective")
     .option("--discovery-file <file>", "endpoints file (llm-d file-discovery format), reloaded on change")
     .option("--endpoint <host:port[,label=value]>", "a model server (repeatable)", collect, [])
     .option("--refresh-metrics-interval <ms>", "metrics scrape interval, ms", "50")
     .option("--max-body-bytes <bytes>", "request body limit, bytes", String(8 * 1024 * 1024))
+    .option("--max-header-bytes <bytes>", "request header limit, bytes", String(16 * 1024))
+    .option("--request-timeout <ms>", "time allowed to receive a whole request, ms", "120000")
+    .option("--max-attempts <n>", "upstream attempts per request (fallback to the next candidate)", "3")
+    .option("--fail-open", "if scheduling fails, send to any ready endpoint (default: FailClose)", false)
+    .option(
+      "--api-keys-file <file>",
+      "bearer tokens accepted on /v1/* (also env LLMD_API_KEYS, comma-separated)",
+    )
+    .option("--secure-serving", "serve HTTPS (self-signed unless --cert-path)", false)
+    .option("--cert-path <dir>", "directory with tls.crt and tls.key (implies HTTPS)")
+    .option("--drain-timeout <ms>", "on SIGTERM, time to let in-flight requests finish, ms", "30000")
     .action(async (a) => {
-      const epp = createEppRuntime(a.eppConfig);
-      const store = new EndpointStore();
       const log = logger.child({ component: "router" });
+      const epp = createEppRuntime({ configFile: a.eppConfig, objectivesFile: a.objectivesFile });
+      const store = new EndpointStore();
       let stopWatch = () => {};
       if (a.discoveryFile) {
         stopWatch = watchDiscoveryFile(a.discoveryFile, (eps) => store.replaceAll(eps), {
@@ -70,26 +101,53 @@ export function registerRouter(program: Command): void {
         store.upsert(parseEndpointFlag(v, i));
       });
       if (store.all().length === 0) throw new Error("no endpoints: give --discovery-file or --endpoint");
-      const scraper = new MetricsScraper(store, { intervalMs: Number(a.refreshMetricsInterval) });
+      const scraper = new MetricsScraper(store, {
+        intervalMs: Number(a.refreshMetricsInterval),
+        onPollError: () => {},
+      });
       scraper.start();
+      const apiKeys = loadApiKeys(a.apiKeysFile);
+      const tls = a.certPath
+        ? loadCertDir(a.certPath)
+        : a.secureServing
+          ? selfSigned("llmd-router")
+          : undefined;
       const router = await startRouter({
         host: a.host,
         port: Number(a.port),
         store,
-        director: epp.director,
-        buildRequest: epp.buildRequest,
-        metrics: epp.metrics,
+        runtime: epp,
+        policies: epp.policies,
         maxBodyBytes: Number(a.maxBodyBytes),
-        configView: configView(epp.config),
+        maxHeaderBytes: Number(a.maxHeaderBytes),
+        requestTimeoutMs: Number(a.requestTimeout),
+        maxAttempts: Number(a.maxAttempts),
+        failOpen: a.failOpen,
+        apiKeys,
+        tls,
+        configView: configView(epp.config, epp.admission),
       });
-      log.info({ url: router.url, endpoints: store.all().length }, "router listening");
-      const shutdown = async () => {
+      log.info(
+        {
+          url: router.url,
+          endpoints: store.all().length,
+          auth: apiKeys.length > 0,
+          admission: epp.admission.mode,
+        },
+        "router listening",
+      );
+      let stopping = false;
+      const shutdown = async (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal: sig, inFlight: router.inFlight() }, "draining");
         stopWatch();
+        await router.close(Number(a.drainTimeout));
+        epp.admission.shutdown();
         await scraper.stop();
-        await router.close();
         process.exit(0);
       };
-      process.once("SIGINT", () => void shutdown());
-      process.once("SIGTERM", () => void shutdown());
+      process.on("SIGINT", () => void shutdown("SIGINT"));
+      process.on("SIGTERM", () => void shutdown("SIGTERM"));
     });
 }

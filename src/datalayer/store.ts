@@ -18,6 +18,8 @@ export interface EndpointHealth {
   lastError?: string;
   /** whether `/v1/models` has been read at least once */
   modelsKnown: boolean;
+  /** ms since the epoch until which the endpoint is ejected by passive outlier detection (0 = not) */
+  ejectedUntil: number;
 }
 
 /** Consecutive failed scrapes after which an endpoint stops being ready. */
@@ -33,6 +35,8 @@ export class EndpointStore extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   /** cached list of ready endpoints, rebuilt on change */
   private readyCache: Endpoint[] | null = null;
+  /** earliest ejection expiry among ejected ready endpoints (0 = none) */
+  private nextEjectionExpiry = 0;
 
   /** Adds or updates one endpoint (labels/address changes replace the metadata). */
   upsert(meta: EndpointMetadata): Endpoint {
@@ -55,7 +59,7 @@ export class EndpointStore extends EventEmitter {
     };
     this.entries.set(meta.id, {
       endpoint,
-      health: { lastScrapeOk: 0, consecutiveFailures: 0, modelsKnown: false },
+      health: { lastScrapeOk: 0, consecutiveFailures: 0, modelsKnown: false, ejectedUntil: 0 },
     });
     this.touch();
     this.emit("added", endpoint);
@@ -99,10 +103,36 @@ export class EndpointStore extends EventEmitter {
    * The returned array is shared; do not mutate it.
    */
   ready(): Endpoint[] {
+    if (this.readyCache !== null && this.nextEjectionExpiry > 0 && Date.now() >= this.nextEjectionExpiry) {
+      this.readyCache = null;
+    }
     if (this.readyCache === null) {
-      this.readyCache = [...this.entries.values()].filter((e) => isReady(e.health)).map((e) => e.endpoint);
+      const now = Date.now();
+      this.nextEjectionExpiry = 0;
+      this.readyCache = [];
+      for (const e of this.entries.values()) {
+        if (!isReady(e.health)) continue;
+        if (e.health.ejectedUntil > now) {
+          if (this.nextEjectionExpiry === 0 || e.health.ejectedUntil < this.nextEjectionExpiry) {
+            this.nextEjectionExpiry = e.health.ejectedUntil;
+          }
+          continue;
+        }
+        this.readyCache.push(e.endpoint);
+      }
     }
     return this.readyCache;
+  }
+
+  /**
+   * Ejects an endpoint from {@link ready} until `untilMs` (ms since the epoch; passive outlier
+   * detection); it comes back by itself then.
+   */
+  eject(id: string, untilMs: number): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    e.health.ejectedUntil = untilMs;
+    this.touch();
   }
 
   /** Records a successful scrape (metrics already written on the endpoint). */

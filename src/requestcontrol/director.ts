@@ -46,7 +46,13 @@ import {
   type ResponseReceived,
   type ResponseStreaming,
 } from "../framework/plugin.js";
-import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/types.js";
+import {
+  DISAGG_DECISION,
+  type DisaggDecision,
+  type Endpoint,
+  type InferenceRequest,
+  type SchedulingResult,
+} from "../framework/types.js";
 import { logger } from "../log.js";
 import type { EppMetrics } from "../metrics/epp.js";
 
@@ -72,6 +78,23 @@ export interface SchedulerLike {
 export interface DirectorOptions {
   /** default timeout of an async DataProducer without its own `produceTimeoutMs`, ms (400) */
   produceTimeoutMs?: number;
+  /**
+   * Admission (reference/epp.md §1.3 step 4, §6): legacy saturation shedding or the
+   * flow-control queue (`src/flowcontrol`). None = admit everything.
+   */
+  admission?: DirectorAdmission;
+}
+
+/** What the Director needs of admission (`Admission` of `src/flowcontrol/admission.ts`). */
+export interface DirectorAdmission {
+  /**
+   * Admits (possibly after queueing) or throws an EppError with its drop reason.
+   * @param candidates re-read while the request is queued
+   * @param signal aborted when the client goes away
+   */
+  admit(request: InferenceRequest, candidates: () => Endpoint[], signal?: AbortSignal): Promise<number>;
+  /** a dispatched request ended (or failed after admission): capacity may have freed */
+  onRequestDone(request?: InferenceRequest): void;
 }
 
 /** What {@link Director.handleRequest} returns. */
@@ -145,6 +168,7 @@ export function producerLevels(producers: readonly DataProducer[]): DataProducer
 
 /** Request control around the scheduler (see file header). */
 export class Director {
+  private readonly admission: DirectorAdmission | undefined;
   private readonly levels: DataProducer[][];
   private readonly preRequests: PreRequest[];
   private readonly received: ResponseReceived[];
@@ -163,6 +187,7 @@ export class Director {
     private readonly metrics: EppMetrics,
     opts: DirectorOptions = {},
   ) {
+    this.admission = opts.admission;
     const plugins = dedupe(config.plugins);
     this.levels = producerLevels(plugins.filter(isDataProducer));
     this.preRequests = plugins.filter(isPreRequest);
@@ -189,10 +214,29 @@ export class Director {
    * @throws EppError ServiceUnavailable (no candidates), the scheduler's EppError, or Internal
    *   (PreRequest failures, unexpected scheduler errors)
    */
-  async handleRequest(request: InferenceRequest, candidates: Endpoint[]): Promise<DirectorResult> {
+  async handleRequest(
+    request: InferenceRequest,
+    candidates: Endpoint[],
+    opts: { signal?: AbortSignal; candidatesNow?: () => Endpoint[] } = {},
+  ): Promise<DirectorResult> {
     if (candidates.length === 0) {
       throw new EppError("ServiceUnavailable", "no candidate endpoints", "rejected-no-endpoints");
     }
+    const admission = this.admission;
+    if (!admission) return this.schedule(request, candidates);
+    await admission.admit(request, opts.candidatesNow ?? (() => candidates), opts.signal);
+    try {
+      // candidates may have changed while the request was queued
+      const now = opts.candidatesNow?.() ?? candidates;
+      return await this.schedule(request, now.length > 0 ? now : candidates);
+    } catch (err) {
+      admission.onRequestDone(request);
+      throw err;
+    }
+  }
+
+  /** Producers → scheduler → PreRequest, after admission. */
+  private async schedule(request: InferenceRequest, candidates: Endpoint[]): Promise<DirectorResult> {
     for (const level of this.levels) {
       const pending = this.runProducers(level, request, candidates);
       if (pending) await pending;
@@ -237,6 +281,11 @@ export class Director {
       this.observe(RC_EXTENSION_POINT.preRequest, p, s);
     }
     if (errors.length > 0) throw new EppError("Internal", `pre-request failed: ${errors.join("; ")}`);
+    const decision = request.attributes.get(DISAGG_DECISION) as DisaggDecision | undefined;
+    if (decision) {
+      this.metrics.disaggDecisionTotal.inc({ ...decision, modelName: request.targetModel });
+      this.metrics.pdDecisionTotal.inc(request.targetModel, decision.decisionType);
+    }
     return { result, targets };
   }
 
@@ -256,6 +305,7 @@ export class Director {
 
   /** The response completed or terminated. */
   responseComplete(request: InferenceRequest, info: ResponseInfo): void {
+    this.admission?.onRequestDone(request);
     for (const p of this.complete) {
       this.hook(RC_EXTENSION_POINT.responseComplete, p, () => p.responseComplete(request, info));
     }

@@ -70,6 +70,7 @@ export interface PipelineDirector {
   handleRequest(
     request: InferenceRequest,
     candidates: Endpoint[],
+    opts?: { signal?: AbortSignal; candidatesNow?: () => Endpoint[] },
   ): Promise<{ result: SchedulingResult; targets: Endpoint[] }>;
   responseReceived(request: InferenceRequest, info: ResponseInfo): void;
   responseStreaming(request: InferenceRequest, info: ResponseInfo): void;
@@ -122,6 +123,13 @@ export interface PrepareInput {
   policies?: RequestPolicies;
   /** request id to use when the headers carry none (default: a random UUID) */
   newRequestId?: () => string;
+  /** aborted when the client goes away (a request queued by flow control is then dropped) */
+  signal?: AbortSignal;
+  /**
+   * FailOpen retry (reference/epp.md §1.7): skip the Director and take the first ready
+   * endpoint serving the model. Used by a host after scheduling itself failed.
+   */
+  failOpen?: boolean;
 }
 
 /** A request ready to be sent upstream. */
@@ -238,7 +246,13 @@ export async function prepareRequest(
     }
     candidates = candidates.filter((e) => e.models.has(request.targetModel));
     if (candidates.length === 0) throw modelNotFound(request.targetModel);
-    const { result, targets } = await runtime.director.handleRequest(request, candidates);
+    const ready = candidates;
+    const { result, targets } = input.failOpen
+      ? failOpenResult(ready)
+      : await runtime.director.handleRequest(request, candidates, {
+          signal: input.signal,
+          candidatesNow: () => store.ready().filter((e) => e.models.has(request.targetModel)),
+        });
     const body =
       request.targetModel !== request.incomingModel
         ? Buffer.from(JSON.stringify({ ...parsed.raw, model: request.targetModel }), "utf8")
@@ -257,6 +271,23 @@ export async function prepareRequest(
     m.requestErrorTotal.inc(labels, errorCode(err));
     throw err;
   }
+}
+
+/** A scheduling result that picks the first candidate (FailOpen). */
+function failOpenResult(candidates: Endpoint[]): { result: SchedulingResult; targets: Endpoint[] } {
+  const targets = [candidates[0]!];
+  return {
+    result: {
+      profileResults: {
+        "fail-open": {
+          targetEndpoints: targets,
+          scoredCandidates: candidates.map((e) => ({ endpoint: e, score: 0 })),
+        },
+      },
+      primaryProfileName: "fail-open",
+    },
+    targets,
+  };
 }
 
 /** An error as a transport sends it. */

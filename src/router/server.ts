@@ -2,59 +2,56 @@
  * `llmd router` — the OpenAI-compatible gateway with the EPP built in (llm-d's standalone
  * router, Envoy + EPP in one process; DESIGN.md "The path of one request").
  *
- * Per request: read the body once (bounded), parse and validate it once, strip internal
- * headers a client must not set, pick candidates serving the model, run the Director
- * (producers → scheduler → pre-request), proxy to the primary target with undici and stream
- * the response back unbuffered, then run the response hooks with the usage seen in passing.
- * Errors: OpenAI shape, EPP status mapping and `x-llm-d-request-dropped-reason`
- * (reference/epp.md §1.6).
+ * Per request: authenticate (optional API keys), read the body once (bounded, 413), run the
+ * shared request path of `src/requestcontrol/pipeline.ts` (parse + validate once, build the
+ * InferenceRequest, candidates serving the model, the Director: admission → producers →
+ * scheduler → pre-request), then proxy with undici and stream the response back unbuffered
+ * while the pipeline's response tracking feeds the metrics and response hooks. With P/D the
+ * router is the coordinator (`pd-coordinator.ts`, the sidecar's NIXL v2 flow).
+ *
+ * Fault tolerance: an upstream that fails before the first response byte (refused, reset,
+ * 502/503/504) is retried on the next candidate of the primary profile (the picker's targets,
+ * then the other candidates by score), up to `maxAttempts`; failures feed passive outlier
+ * ejection. A failure after streaming started ends the stream with an error event, never a
+ * silent truncation. FailOpen (optional): when scheduling itself fails for a reason other than
+ * admission, any ready endpoint serving the model is used. Errors: OpenAI shape, EPP status
+ * mapping and `x-llm-d-request-dropped-reason` (reference/epp.md §1.6, §1.7).
  */
-import { randomUUID } from "node:crypto";
+import { timingSafeEqual, createHash } from "node:crypto";
 import { once } from "node:events";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { Pool } from "undici";
-import { ApiError, methodNotAllowed, modelNotFound, pathNotFound, toApiError } from "../api/errors.js";
-import { INFERENCE_PATHS, parseRequest } from "../api/openai.js";
+import { ApiError, methodNotAllowed, pathNotFound } from "../api/errors.js";
+import { INFERENCE_PATHS } from "../api/openai.js";
 import type { EndpointStore } from "../datalayer/store.js";
 import { EppError } from "../framework/errors.js";
 import * as H from "../framework/headers.js";
 import { ROLE_LABEL } from "../framework/labels.js";
-import type { ResponseInfo } from "../framework/plugin.js";
-import {
-  DISAGG_DECISION,
-  type DisaggDecision,
-  type Endpoint,
-  type InferenceRequest,
-  type SchedulingResult,
-} from "../framework/types.js";
+import type { Endpoint } from "../framework/types.js";
 import { logger } from "../log.js";
-import type { EppMetrics, RequestLabels } from "../metrics/epp.js";
-import { cleanClientHeaders, readBody, sendError, sendJson, upstreamResponseHeaders } from "./http-util.js";
+import type { EppMetrics } from "../metrics/epp.js";
+import {
+  errorToResponse,
+  type PipelineRuntime,
+  type PreparedRequest,
+  prepareRequest,
+  type RequestPolicies,
+  trackResponse,
+  updatePoolGauges,
+} from "../requestcontrol/pipeline.js";
+import { cleanClientHeaders, readBody, sendJson, upstreamResponseHeaders } from "./http-util.js";
+import { OutlierDetector, type OutlierOptions } from "./outlier.js";
 import { decodeBody, runPrefill } from "./pd-coordinator.js";
-import { UsageTracker } from "./usage.js";
+import type { TlsMaterial } from "./tls.js";
 
 const log = logger.child({ component: "router" });
-
-/** What the router needs of the request-control layer (`src/requestcontrol/director.ts`). */
-export interface RouterDirector {
-  handleRequest(
-    request: InferenceRequest,
-    candidates: Endpoint[],
-  ): Promise<{ result: SchedulingResult; targets: Endpoint[] }>;
-  responseReceived(request: InferenceRequest, info: ResponseInfo): void;
-  responseStreaming(request: InferenceRequest, info: ResponseInfo): void;
-  responseComplete(request: InferenceRequest, info: ResponseInfo): void;
-}
-
-/** Builds the EPP's request object from the parsed HTTP request. */
-export type RequestBuilder = (input: {
-  requestId: string;
-  path: string;
-  body: Record<string, unknown>;
-  headers: Record<string, string>;
-  requestSizeBytes: number;
-}) => InferenceRequest;
 
 /** Router options. */
 export interface RouterOptions {
@@ -63,21 +60,38 @@ export interface RouterOptions {
   /** listen port; 0 = a free port */
   port: number;
   store: EndpointStore;
-  director: RouterDirector;
-  buildRequest: RequestBuilder;
-  metrics: EppMetrics;
+  /** the EPP core (`createEppRuntime`) */
+  runtime: PipelineRuntime;
+  /** InferenceObjective / InferenceModelRewrite policies, if any */
+  policies?: RequestPolicies;
   /** pool name label of pool gauges (default `llmd`) */
   poolName?: string;
+  /** what `GET /llmd/config` shows (for `llmd doctor`) */
+  configView?: unknown;
   /** request body limit, bytes (default 8 MiB) */
   maxBodyBytes?: number;
+  /** request header limit, bytes (default 16 KiB, Node's) */
+  maxHeaderBytes?: number;
+  /** time allowed to receive the request headers, ms (default 30 000) */
+  headersTimeoutMs?: number;
+  /** time allowed to receive the whole request, ms (default 120 000) */
+  requestTimeoutMs?: number;
   /** max time to wait for upstream response headers, ms (default 600 000: long prefills) */
   upstreamHeadersTimeoutMs?: number;
   /** max idle time between upstream body chunks, ms (default 300 000) */
   upstreamBodyTimeoutMs?: number;
   /** connections per upstream endpoint (default 128) */
   upstreamConnections?: number;
-  /** what `GET /llmd/config` shows: the resolved EndpointPickerConfig and a summary (for `llmd doctor`) */
-  configView?: unknown;
+  /** upstream attempts per request before giving up (default 3) */
+  maxAttempts?: number;
+  /** pick any ready endpoint when scheduling fails (default false = FailClose) */
+  failOpen?: boolean;
+  /** passive outlier ejection; `false` disables it */
+  outlier?: OutlierOptions | false;
+  /** bearer tokens accepted on /v1/*; none = no authentication */
+  apiKeys?: string[];
+  /** serve HTTPS with this material */
+  tls?: TlsMaterial;
   /** P/D: retries of the prefill leg on 502/503/504 (default 1) */
   prefillMaxRetries?: number;
   /** P/D: backoff before the first prefill retry, ms (default 200) */
@@ -89,35 +103,73 @@ export interface RunningRouter {
   url: string;
   port: number;
   server: Server;
-  close(): Promise<void>;
+  /** requests being served right now */
+  inFlight(): number;
+  /**
+   * Graceful drain: stop accepting, let in-flight requests finish within `deadlineMs`
+   * (default 30 000), then close what is left.
+   */
+  close(deadlineMs?: number): Promise<void>;
 }
 
-/** Errors from the upstream connection that happen before any response byte (retryable). */
+/** Upstream errors before any response byte that another endpoint may not have. */
 const CONNECT_ERRORS = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
   "EHOSTUNREACH",
   "ENOTFOUND",
+  "EPIPE",
   "UND_ERR_SOCKET",
   "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_CLOSED",
 ]);
+const RETRYABLE_STATUS = new Set([502, 503, 504]);
+
+const sha = (s: string) => createHash("sha256").update(s).digest();
+
+/** Constant-time check of an `Authorization: Bearer <key>` header against the keys (by SHA-256 digest). */
+export function checkBearer(header: string | undefined, keyDigests: Buffer[]): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
+  const d = sha(m ? m[1]!.trim() : "");
+  let ok = false;
+  for (const k of keyDigests) ok = timingSafeEqual(d, k) || ok;
+  return ok && m !== null;
+}
+
+/**
+ * Endpoints to try, in order: the picker's targets, then the primary profile's other
+ * candidates by descending score.
+ */
+export function fallbackOrder(prep: PreparedRequest): Endpoint[] {
+  const out = [...prep.targets];
+  const scored = prep.result.profileResults[prep.result.primaryProfileName]?.scoredCandidates ?? [];
+  for (const s of [...scored].sort((a, b) => b.score - a.score))
+    if (!out.includes(s.endpoint)) out.push(s.endpoint);
+  return out;
+}
 
 /** Starts the router. Resolves once it is listening. */
 export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
   const pools = new Map<string, Pool>();
   const poolName = opts.poolName ?? "llmd";
   const maxBody = opts.maxBodyBytes ?? 8 * 1024 * 1024;
+  const maxAttempts = Math.max(1, opts.maxAttempts ?? 3);
+  const metrics: EppMetrics = opts.runtime.metrics;
+  const outliers = opts.outlier === false ? undefined : new OutlierDetector(opts.store, opts.outlier ?? {});
+  const keyDigests = (opts.apiKeys ?? []).filter((k) => k !== "").map(sha);
+  let inFlight = 0;
+  let draining = false;
   const onRemoved = (ep: Endpoint) => {
     const p = pools.get(ep.metadata.hostPort);
     if (p) {
       pools.delete(ep.metadata.hostPort);
+      // graceful: requests in flight on it finish or fail cleanly
       p.close().catch(() => {});
     }
   };
   opts.store.on("removed", onRemoved);
 
-  const poolFor = (ep: Endpoint): Pool => poolForHost(ep.metadata.hostPort);
-  const poolForHost = (hostPort: string): Pool => {
+  const poolFor = (hostPort: string): Pool => {
     let p = pools.get(hostPort);
     if (!p) {
       p = new Pool(`http://${hostPort}`, {
@@ -131,102 +183,59 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     return p;
   };
 
-  const updatePoolGauges = () => {
-    const ready = opts.store.ready();
-    const n = ready.length;
-    opts.metrics.readyEndpoints.set(poolName, n);
-    const avg = (f: (e: Endpoint) => number) => (n === 0 ? 0 : ready.reduce((s, e) => s + f(e), 0) / n);
-    opts.metrics.averageKvCacheUtilization.set(
-      poolName,
-      avg((e) => e.metrics.kvCacheUsagePercent),
-    );
-    opts.metrics.averageQueueSize.set(
-      poolName,
-      avg((e) => e.metrics.waitingQueueSize),
-    );
-    opts.metrics.averageRunningRequests.set(
-      poolName,
-      avg((e) => e.metrics.runningRequestsSize),
-    );
+  const endpointsView = () => {
+    const ready = new Set(opts.store.ready());
+    return {
+      endpoints: opts.store.all().map((e) => {
+        const h = opts.store.health(e.metadata.id);
+        return {
+          id: e.metadata.id,
+          name: e.metadata.name,
+          address: e.metadata.address,
+          port: e.metadata.port,
+          url: `http://${e.metadata.hostPort}`,
+          role: e.metadata.labels[ROLE_LABEL] ?? null,
+          labels: e.metadata.labels,
+          ready: ready.has(e),
+          models: [...e.models],
+          metrics: e.metrics,
+          metrics_age_ms: e.metrics.updateTime > 0 ? Date.now() - e.metrics.updateTime : null,
+          consecutive_scrape_failures: h?.consecutiveFailures ?? 0,
+          ejected_until: h && h.ejectedUntil > Date.now() ? new Date(h.ejectedUntil).toISOString() : null,
+          last_error: h?.lastError ?? null,
+        };
+      }),
+    };
   };
 
-  const endpointsView = () => ({
-    endpoints: opts.store.all().map((e) => {
-      const h = opts.store.health(e.metadata.id);
-      return {
-        id: e.metadata.id,
-        name: e.metadata.name,
-        address: e.metadata.address,
-        port: e.metadata.port,
-        url: `http://${e.metadata.hostPort}`,
-        role: e.metadata.labels[ROLE_LABEL] ?? null,
-        labels: e.metadata.labels,
-        ready: opts.store.ready().includes(e),
-        models: [...e.models],
-        metrics: e.metrics,
-        metrics_age_ms: e.metrics.updateTime > 0 ? Date.now() - e.metrics.updateTime : null,
-        consecutive_scrape_failures: h?.consecutiveFailures ?? 0,
-        last_error: h?.lastError ?? null,
-      };
-    }),
-  });
+  /** Scheduling, with FailOpen when asked and the failure is not an admission verdict. */
+  async function prepare(path: string, raw: Buffer, headers: Record<string, string>, signal: AbortSignal) {
+    try {
+      return await prepareRequest(opts.runtime, opts.store, {
+        path,
+        rawBody: raw,
+        headers,
+        policies: opts.policies,
+        signal,
+      });
+    } catch (err) {
+      if (!opts.failOpen || !(err instanceof EppError) || err.dropReason || err.code === "BadRequest")
+        throw err;
+      log.warn({ err: err.message }, "scheduling failed; FailOpen picks any ready endpoint");
+      return prepareRequest(opts.runtime, opts.store, {
+        path,
+        rawBody: raw,
+        headers,
+        policies: opts.policies,
+        signal,
+        failOpen: true,
+      });
+    }
+  }
 
   async function handleInference(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const started = process.hrtime.bigint();
-    const kind = INFERENCE_PATHS[path]!;
     const raw = await readBody(req, maxBody);
-    const parsed = parseRequest(kind, raw);
     const { headers } = cleanClientHeaders(req.headers);
-    const requestId = headers[H.REQUEST_ID] || randomUUID();
-    headers[H.REQUEST_ID] = requestId;
-    const ireq = opts.buildRequest({
-      requestId,
-      path,
-      body: parsed.raw,
-      headers,
-      requestSizeBytes: raw.length,
-    });
-    const labels: RequestLabels = {
-      modelName: ireq.incomingModel,
-      targetModelName: ireq.targetModel,
-      fairnessId: ireq.fairnessId,
-      priority: ireq.objectives.priority,
-    };
-    opts.metrics.requestTotal.inc(labels);
-    opts.metrics.requestSizeBytes.observe(labels, raw.length);
-    const fail = (err: unknown, code: string) => {
-      opts.metrics.requestErrorTotal.inc(labels, code);
-      throw err;
-    };
-
-    const ready = opts.store.ready();
-    if (ready.length === 0) {
-      fail(
-        new EppError("ServiceUnavailable", "no ready endpoints in the pool", "rejected-no-endpoints"),
-        "ServiceUnavailable",
-      );
-    }
-    const candidates = ready.filter((e) => e.models.has(ireq.targetModel));
-    if (candidates.length === 0) fail(modelNotFound(ireq.targetModel), "NotFound");
-
-    const { targets } = await opts.director.handleRequest(ireq, candidates).catch((e) => {
-      fail(e, e instanceof EppError ? e.code : "Internal");
-      throw e;
-    });
-    const decision = ireq.attributes.get(DISAGG_DECISION) as DisaggDecision | undefined;
-    if (decision) {
-      opts.metrics.disaggDecisionTotal.inc({ ...decision, modelName: ireq.targetModel });
-      opts.metrics.pdDecisionTotal.inc(ireq.targetModel, decision.decisionType);
-    }
-    // Body: forwarded unchanged unless the target model was rewritten or P/D adds kv_transfer_params.
-    const targetBody =
-      ireq.targetModel !== ireq.incomingModel ? { ...parsed.raw, model: ireq.targetModel } : parsed.raw;
-    let body: Buffer | string = targetBody === parsed.raw ? raw : JSON.stringify(targetBody);
-    const prefiller = ireq.headers[H.PREFILLER_HOST_PORT];
-    delete ireq.headers[H.PREFILLER_HOST_PORT];
-    const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
-
-    opts.metrics.requestRunning.inc(labels);
     const abort = new AbortController();
     let clientGone = false;
     res.on("close", () => {
@@ -235,11 +244,21 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
         abort.abort();
       }
     });
+    const prep = await prepare(path, raw, headers, abort.signal);
+    const ireq = prep.request;
+    const requestId = ireq.requestId;
+    const tracking = trackResponse(opts.runtime, prep);
     try {
+      let body: Buffer | string = prep.body;
+      const prefiller = ireq.headers[H.PREFILLER_HOST_PORT];
+      delete ireq.headers[H.PREFILLER_HOST_PORT];
+      const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
+      delete upstreamHeaders["content-length"];
       if (prefiller) {
         // P/D: the router is the coordinator (the sidecar's NIXL v2 flow, reference/epp.md §4.3).
+        const targetBody = JSON.parse(prep.body.toString("utf8")) as Record<string, unknown>;
         const pre = await runPrefill({
-          dispatcher: poolForHost(prefiller.split(",")[0]!.trim()),
+          dispatcher: poolFor(prefiller.split(",")[0]!.trim()),
           path,
           body: targetBody,
           headers: upstreamHeaders,
@@ -248,7 +267,7 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
           signal: abort.signal,
         });
         if (!pre.ok) {
-          opts.metrics.requestErrorTotal.inc(labels, "ModelServerError");
+          tracking.terminate("upstream-error");
           res.writeHead(pre.status, { "content-type": pre.contentType, [H.REQUEST_ID]: requestId });
           res.end(pre.body);
           return;
@@ -262,107 +281,100 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
           body = JSON.stringify(decodeBody(targetBody, pre.kvTransferParams));
         }
       }
+
+      // Upstream attempts: the P/D decode target must not change (its prefill is bound to it).
+      const order = prefiller ? prep.targets.slice(0, 1) : fallbackOrder(prep).slice(0, maxAttempts);
       let upstream: Awaited<ReturnType<Pool["request"]>> | undefined;
       let served: Endpoint | undefined;
-      let lastErr: unknown;
-      for (const target of targets) {
+      let lastErr = "";
+      for (const target of order) {
         try {
-          upstream = await poolFor(target).request({
+          const r = await poolFor(target.metadata.hostPort).request({
             method: "POST",
             path,
             headers: upstreamHeaders,
             body,
             signal: abort.signal,
           });
+          if (RETRYABLE_STATUS.has(r.statusCode) && target !== order.at(-1)) {
+            lastErr = `HTTP ${r.statusCode}`;
+            await r.body.dump().catch(() => {});
+            outliers?.failure(target, lastErr);
+            log.warn(
+              { endpoint: target.metadata.id, status: r.statusCode },
+              "upstream refused before the first byte; trying the next candidate",
+            );
+            continue;
+          }
+          upstream = r;
           served = target;
           break;
         } catch (e) {
-          lastErr = e;
+          if (clientGone) {
+            tracking.terminate("client-disconnect");
+            return;
+          }
           const code = (e as { code?: string }).code ?? "";
-          if (clientGone || !CONNECT_ERRORS.has(code)) break;
-          log.warn({ endpoint: target.metadata.id, code }, "upstream connect failed; trying the next target");
+          lastErr = `${code || "error"}: ${(e as Error).message}`;
+          outliers?.failure(target, lastErr);
+          if (!CONNECT_ERRORS.has(code)) break;
+          log.warn(
+            { endpoint: target.metadata.id, code },
+            "upstream connect failed; trying the next candidate",
+          );
         }
       }
       if (!upstream || !served) {
-        if (clientGone) return;
-        const msg = lastErr instanceof Error ? lastErr.message : String(lastErr);
-        fail(
-          new ApiError(502, `upstream ${targets[0]?.metadata.hostPort ?? "?"} failed: ${msg}`),
-          "ModelServerError",
+        tracking.terminate("upstream-error");
+        throw new ApiError(
+          502,
+          `no upstream could serve the request (${order.length} tried; last: ${lastErr})`,
+          {
+            code: "upstream_unavailable",
+          },
         );
-        return;
       }
+      if (upstream.statusCode < 500) outliers?.success(served);
       const streaming = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
-      const info: ResponseInfo = { status: upstream.statusCode, endpoint: served, endOfStream: false };
-      opts.director.responseReceived(ireq, info);
-      if (upstream.statusCode !== 200) opts.metrics.requestErrorTotal.inc(labels, "ModelServerError");
+      tracking.received(upstream.statusCode, served, streaming);
       const outHeaders = upstreamResponseHeaders(upstream.headers);
       outHeaders[H.REQUEST_ID] = requestId;
       outHeaders[H.DESTINATION_ENDPOINT_SERVED] = served.metadata.hostPort;
       res.writeHead(upstream.statusCode, outHeaders);
       // SSE: headers out now; otherwise they go with the first body write (one syscall).
       if (streaming) res.flushHeaders();
-      const tracker = new UsageTracker(streaming);
-      let first = true;
-      let last = 0n;
-      let bytes = 0;
       try {
         for await (const chunk of upstream.body) {
-          const now = process.hrtime.bigint();
-          const buf = chunk as Buffer;
-          bytes += buf.length;
-          if (first) {
-            first = false;
-            const ttft = Number(now - started) / 1e9;
-            opts.metrics.requestTtft.observe(labels, ttft);
-            if (streaming) opts.metrics.requestStreamingTtft.observe(labels, ttft);
-            opts.director.responseStreaming(ireq, info);
-          } else if (streaming) {
-            opts.metrics.requestStreamingItl.observe(labels, Number(now - last) / 1e9);
-          }
-          last = now;
-          tracker.push(buf);
-          if (!res.write(buf)) await once(res, "drain");
+          tracking.chunk(chunk as Buffer);
+          if (!res.write(chunk)) await once(res, "drain");
         }
       } catch (e) {
         if (clientGone) {
-          info.terminationCause = "client-disconnect";
-          opts.director.responseComplete(ireq, info);
+          tracking.terminate("client-disconnect");
           return;
         }
         // Failure after the response started: end the stream with a clear error event.
         log.warn({ endpoint: served.metadata.id, err: (e as Error).message }, "upstream failed mid-response");
-        info.terminationCause = "upstream-error";
-        opts.metrics.requestErrorTotal.inc(labels, "ModelServerError");
+        tracking.terminate("upstream-error");
+        outliers?.failure(served, `mid-response: ${(e as Error).message}`);
         if (streaming) {
           const ev = new ApiError(
             502,
             `upstream ${served.metadata.hostPort} failed mid-stream: ${(e as Error).message}`,
+            {
+              code: "upstream_failed_mid_stream",
+            },
           );
           res.end(`data: ${JSON.stringify(ev.toBody())}\n\ndata: [DONE]\n\n`);
         } else {
           res.destroy();
         }
-        opts.director.responseComplete(ireq, info);
         return;
       }
       res.end();
-      const usage = tracker.usage();
-      info.usage = usage;
-      info.endOfStream = true;
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      opts.metrics.requestDuration.observe(labels, seconds);
-      opts.metrics.responseSizeBytes.observe(labels, bytes);
-      if (usage) {
-        opts.metrics.requestInputTokens.observe(labels, usage.promptTokens);
-        opts.metrics.requestOutputTokens.observe(labels, usage.completionTokens);
-        opts.metrics.requestCachedTokens.observe(labels, usage.cachedTokens);
-        if (usage.completionTokens > 0)
-          opts.metrics.requestNtpot.observe(labels, seconds / usage.completionTokens);
-      }
-      opts.director.responseComplete(ireq, info);
+      tracking.complete();
     } finally {
-      opts.metrics.requestRunning.dec(labels);
+      if (!tracking.done) tracking.terminate(clientGone ? "client-disconnect" : "upstream-error");
     }
   }
 
@@ -371,8 +383,22 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? "GET";
+    if (
+      path.startsWith("/v1/") &&
+      keyDigests.length > 0 &&
+      !checkBearer(req.headers.authorization, keyDigests)
+    ) {
+      req.resume();
+      throw new ApiError(401, "Invalid or missing API key (Authorization: Bearer <key>)", {
+        code: "invalid_api_key",
+      });
+    }
     if (INFERENCE_PATHS[path]) {
       if (method !== "POST") throw methodNotAllowed(method, path);
+      if (draining) {
+        req.resume();
+        throw new EppError("ServiceUnavailable", "router is shutting down", "rejected-shutting-down");
+      }
       return handleInference(req, res, path);
     }
     if (method !== "GET" && method !== "HEAD") {
@@ -382,16 +408,17 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     switch (path) {
       case "/health": {
         const n = opts.store.ready().length;
+        const ok = n > 0 && !draining;
         return sendJson(
           res,
-          { status: n > 0 ? "ok" : "no ready endpoints", ready_endpoints: n },
-          n > 0 ? 200 : 503,
+          { status: draining ? "draining" : n > 0 ? "ok" : "no ready endpoints", ready_endpoints: n },
+          ok ? 200 : 503,
         );
       }
       case "/metrics": {
-        updatePoolGauges();
-        const text = await opts.metrics.metricsText();
-        res.writeHead(200, { "content-type": opts.metrics.registry.contentType });
+        updatePoolGauges(metrics, opts.store, poolName);
+        const text = await metrics.metricsText();
+        res.writeHead(200, { "content-type": metrics.registry.contentType });
         res.end(text);
         return;
       }
@@ -411,38 +438,59 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     }
   }
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    inFlight++;
+    res.once("close", () => inFlight--);
     route(req, res).catch((err) => {
-      const e = err instanceof EppError ? eppToApi(err) : toApiError(err);
-      if (e.status >= 500 && !(err instanceof EppError))
+      const r = errorToResponse(err, "openai");
+      if (r.status >= 500 && r.code === "Internal")
         log.error({ err: (err as Error).message }, "request failed");
-      sendError(res, e, e.status === 413 ? { connection: "close" } : {});
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      res.writeHead(r.status, { ...r.headers, ...(r.status === 413 ? { connection: "close" } : {}) });
+      res.end(r.body);
     });
-  });
-  server.on("clientError", (err, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+  };
+  const serverOpts = {
+    keepAliveTimeout: 65_000,
+    headersTimeout: opts.headersTimeoutMs ?? 30_000,
+    requestTimeout: opts.requestTimeoutMs ?? 120_000,
+    maxHeaderSize: opts.maxHeaderBytes ?? 16 * 1024,
+  };
+  const server = opts.tls
+    ? createHttpsServer({ ...serverOpts, key: opts.tls.key, cert: opts.tls.cert }, listener)
+    : createHttpServer(serverOpts, listener);
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? "431 Request Header Fields Too Large"
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? "408 Request Timeout"
+          : "400 Bad Request";
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     log.debug({ err: err.message }, "client error");
   });
   server.listen(opts.port, opts.host ?? "127.0.0.1");
   await once(server, "listening");
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+    url: `${opts.tls ? "https" : "http"}://${opts.host ?? "127.0.0.1"}:${port}`,
     port,
     server,
-    async close() {
+    inFlight: () => inFlight,
+    async close(deadlineMs = 30_000) {
+      draining = true;
       opts.store.off("removed", onRemoved);
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + deadlineMs;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (inFlight > 0) log.warn({ inFlight }, "drain deadline passed; closing the remaining connections");
       server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await closed;
       await Promise.all([...pools.values()].map((p) => p.close().catch(() => {})));
     },
   };
-}
-
-/** Maps an EPP error to the HTTP error the client gets (reference/epp.md §1.6). */
-export function eppToApi(e: EppError): ApiError {
-  return new ApiError(e.status, e.message, {
-    code: e.code,
-    headers: e.dropReason ? { [H.REQUEST_DROPPED_REASON]: e.dropReason } : {},
-  });
 }

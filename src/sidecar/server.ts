@@ -33,7 +33,7 @@ import {
   upstreamResponseHeaders,
 } from "../router/http-util.js";
 import { decodeBody, runPrefill } from "../router/pd-coordinator.js";
-import type { TlsMaterial } from "./tls.js";
+import type { TlsMaterial } from "../router/tls.js";
 
 const log = logger.child({ component: "sidecar" });
 
