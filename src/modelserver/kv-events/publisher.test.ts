@@ -4,10 +4,17 @@
 import assert from "node:assert/strict";
 import type { EventEmitter } from "node:events";
 import { after, describe, it } from "node:test";
-import { Subscriber } from "zeromq";
-import { decodeBatch } from "../../kvcache/events/codec.js";
+import { Router, Subscriber } from "zeromq";
+import { blockStored, decodeBatch, encodeBatch } from "../../kvcache/events/codec.js";
+import { U64 } from "../../kvcache/events/msgpack.js";
 import { KvEventSubscriber } from "../../kvcache/events/subscriber.js";
-import { decodeSeq, hashesToBigInts, kvTopic } from "../../kvcache/events/types.js";
+import {
+  decodeSeq,
+  encodeSeq,
+  hashesFromBigInts,
+  hashesToBigInts,
+  kvTopic,
+} from "../../kvcache/events/types.js";
 import { KvBlockIndex } from "../../kvcache/precise/index.js";
 import { modelRootKey, promptKeys } from "../../kvcache/precise/request-keys.js";
 import { KvEventPublisher, offsetPort, publisherBinds } from "./publisher.js";
@@ -276,5 +283,64 @@ describe("KV events over ZMQ", T, () => {
     await b;
     assert.equal(sub.stats.restarts, 1);
     assert.equal(matched(index), 0);
+  });
+
+  it('accepts the older 2-frame replay answers ([seq, payload], end [END, ""])', async () => {
+    const pub = await KvEventPublisher.create({
+      enable_kv_cache_events: true,
+      endpoint: "tcp://127.0.0.1:*",
+      topic: kvTopic(EP, MODEL),
+    });
+    // an old-style replay server holding seq 1 (block 1, child of block 0)
+    const router = new Router({ linger: 0 });
+    await router.bind("tcp://127.0.0.1:*");
+    const served = (async () => {
+      const [id, , start] = await router.receive();
+      assert.equal(decodeSeq(start!), 1);
+      const payload = encodeBatch({
+        ts: 1,
+        dataParallelRank: null,
+        events: [
+          blockStored({
+            blockHashes: hashesFromBigInts([eh(1)]),
+            parentBlockHash: U64.fromBigInt(eh(0)),
+            tokenIds: PROMPT.subarray(BS, 2 * BS),
+            blockSize: BS,
+          }),
+        ],
+      });
+      await router.send([id!, "", encodeSeq(1), payload]);
+      await router.send([id!, "", encodeSeq(0xffffffffffffffffn), ""]);
+    })();
+    const index = new KvBlockIndex({ blockSize: BS });
+    const sub = new KvEventSubscriber(index, {
+      endpointId: EP,
+      address: pub.endpoint!,
+      replayAddress: router.lastEndpoint!,
+    });
+    cleanups.push(
+      () => sub.close(),
+      async () => router.close(),
+      () => pub.close(),
+    );
+    sub.start();
+    await pub.waitForSubscriber();
+    storeBlocks(pub, 0, 1);
+    const b0 = waitFor(sub, "batch", (x) => x === 0);
+    await pub.flush();
+    await b0;
+    pub.loseNext(1);
+    storeBlocks(pub, 1, 2);
+    await pub.flush(); // seq 1 lost live; the old-style server replays it
+    storeBlocks(pub, 2, 3);
+    const done = waitFor(sub, "replay-done");
+    await pub.flush(); // seq 2 → gap → replay from 1
+    assert.deepEqual(await done, [1]);
+    await served;
+    assert.equal(sub.stats.lastSeq, 2);
+    assert.equal(sub.stats.resyncs, 0);
+    assert.equal(sub.stats.replayFailures, 0);
+    assert.equal(sub.stats.drops.unknown_parent, 0);
+    assert.equal(matched(index), 3);
   });
 });

@@ -22,6 +22,9 @@
  *   entry, or a runtime that does not wire it), every endpoint seen in a request gets a
  *   subscriber on first sight, with a one-time warning (removals will not purge it); once a
  *   source announced endpoints, the source alone decides;
+ * - an endpoint whose scraped KV block size (`vllm:cache_config_info{block_size}`) is not a
+ *   multiple of `blockSize` is named in a one-time error (its events would be dropped as
+ *   `block_size_mismatch`);
  * - per-endpoint counters (events, batches, gaps, replays, resyncs, drops by reason, last seq,
  *   lag) are exported as `llm_d_epp_kv_cache_*` metrics and returned by {@link health}.
  *
@@ -218,6 +221,7 @@ export class PrecisePrefixCacheProducer
   private lookupHits = 0;
   private warnedEstimate = false;
   private warnedUnannounced = false;
+  private readonly warnedBlockSize = new Set<string>();
   /** an endpoint-notification-source announced endpoints: it is authoritative for the pool */
   private wired = false;
   private closed = false;
@@ -320,6 +324,17 @@ export class PrecisePrefixCacheProducer
           );
         }
         this.subscribe(ep, false);
+      }
+    }
+    for (const ep of endpoints) {
+      const ebs = ep.metrics.cacheBlockSize;
+      if (ebs > 0 && ebs % bs !== 0 && !this.warnedBlockSize.has(ep.metadata.hostPort)) {
+        this.warnedBlockSize.add(ep.metadata.hostPort);
+        log.error(
+          { plugin: this.name, endpoint: ep.metadata.hostPort, engineBlockSize: ebs, blockSize: bs },
+          "the endpoint's KV block size is not a multiple of tokenProcessorConfig.blockSize: its KV events are dropped " +
+            "(block_size_mismatch) and it always scores 0. Set blockSize to vLLM's --block-size or a divisor of it.",
+        );
       }
     }
     if (tp?.source !== "vllm") {
@@ -427,6 +442,16 @@ export class PrecisePrefixCacheProducer
     perEndpoint(N.KV_CACHE_EVENT_BATCHES_TOTAL, "KV-event batches applied, per endpoint.", (s) => s.batches);
     perEndpoint(N.KV_CACHE_EVENT_GAPS_TOTAL, "KV-event sequence gaps, per endpoint.", (s) => s.gaps);
     perEndpoint(N.KV_CACHE_EVENT_REPLAYS_TOTAL, "KV-event replay requests, per endpoint.", (s) => s.replays);
+    perEndpoint(
+      N.KV_CACHE_EVENT_REPLAY_FAILURES_TOTAL,
+      "KV-event replays that failed or timed out, per endpoint.",
+      (s) => s.replayFailures,
+    );
+    perEndpoint(
+      N.KV_CACHE_EVENT_RESTARTS_TOTAL,
+      "Publisher restarts seen (sequence went backwards), per endpoint.",
+      (s) => s.restarts,
+    );
     perEndpoint(
       N.KV_CACHE_EVENT_RESYNCS_TOTAL,
       "Times an endpoint's index entries were cleared to recover from lost KV events.",
