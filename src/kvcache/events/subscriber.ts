@@ -78,7 +78,7 @@ export interface KvEventSubscriberOptions {
   topicFilter?: string;
   /** replay from 0 when the first seq is > 0 (needs replayAddress); default true */
   replayOnJoin?: boolean;
-  /** ms to wait for each replay message; default 2000 */
+  /** ms to wait to send the replay request and for each replay message; default 2000 */
   replayTimeoutMs?: number;
   /** max live batches held during a replay; default 10000 (overflow → resync) */
   maxHeld?: number;
@@ -263,7 +263,12 @@ export class KvEventSubscriber extends EventEmitter {
   private async replay(from: number): Promise<void> {
     let applied = 0;
     let ok = false;
-    const dealer = new Dealer({ linger: 0, receiveTimeout: this.replayTimeoutMs });
+    // both timeouts: a DEALER with no reachable peer would otherwise wait forever on send
+    const dealer = new Dealer({
+      linger: 0,
+      sendTimeout: this.replayTimeoutMs,
+      receiveTimeout: this.replayTimeoutMs,
+    });
     this.dealer = dealer;
     try {
       dealer.connect(this.opts.replayAddress!);

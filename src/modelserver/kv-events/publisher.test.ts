@@ -2,7 +2,8 @@
  * KvEventPublisher → ZMQ (real sockets on 127.0.0.1) → KvEventSubscriber → KvBlockIndex.
  */
 import assert from "node:assert/strict";
-import type { EventEmitter } from "node:events";
+import { type EventEmitter, once } from "node:events";
+import { type AddressInfo, createServer } from "node:net";
 import { after, describe, it } from "node:test";
 import { Router, Subscriber } from "zeromq";
 import { blockStored, decodeBatch, encodeBatch } from "../../kvcache/events/codec.js";
@@ -342,5 +343,50 @@ describe("KV events over ZMQ", T, () => {
     assert.equal(sub.stats.replayFailures, 0);
     assert.equal(sub.stats.drops.unknown_parent, 0);
     assert.equal(matched(index), 3);
+  });
+
+  it("an unreachable replay endpoint fails the replay (counted) and resyncs", async () => {
+    const pub = await KvEventPublisher.create({
+      enable_kv_cache_events: true,
+      endpoint: "tcp://127.0.0.1:*",
+      topic: kvTopic(EP, MODEL),
+    });
+    const free = createServer();
+    free.listen(0, "127.0.0.1");
+    await once(free, "listening");
+    const port = (free.address() as AddressInfo).port;
+    await new Promise<void>((r) => free.close(() => r()));
+    const index = new KvBlockIndex({ blockSize: BS });
+    const sub = new KvEventSubscriber(index, {
+      endpointId: EP,
+      address: pub.endpoint!,
+      replayAddress: `tcp://127.0.0.1:${port}`,
+      replayTimeoutMs: 200,
+    });
+    cleanups.push(
+      () => sub.close(),
+      () => pub.close(),
+    );
+    sub.start();
+    await pub.waitForSubscriber();
+    storeBlocks(pub, 0, 1);
+    const b0 = waitFor(sub, "batch", (x) => x === 0);
+    await pub.flush();
+    await b0;
+    pub.loseNext(1);
+    storeBlocks(pub, 1, 2);
+    await pub.flush();
+    storeBlocks(pub, 2, 3);
+    const failed = waitFor(sub, "replay-failed");
+    const done = waitFor(sub, "replay-done");
+    await pub.flush();
+    await failed;
+    await done;
+    assert.equal(sub.stats.replays, 1);
+    assert.equal(sub.stats.replayFailures, 1);
+    assert.equal(sub.stats.resyncs, 1);
+    assert.equal(sub.stats.lastSeq, 2);
+    assert.equal(sub.stats.drops.unknown_parent, 1); // block 2's parent was lost
+    assert.equal(matched(index), 0);
   });
 });
