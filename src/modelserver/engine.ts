@@ -9,6 +9,7 @@
  * final {@link EngineFinish} with usage.
  */
 import type { KvTransferParams } from "../api/openai.js";
+import type { KvLayout } from "./kv-transfer.js";
 import type { Tokenizer } from "./tokenizer.js";
 
 /** Why a generation ended (vLLM finish reasons, reference/engine.md §1.3). */
@@ -136,8 +137,29 @@ export interface EngineObserver {
   onIteration?(tokens: number): void;
 }
 
+/**
+ * P/D support of an engine (reference/engine.md §5.2): it prefills for a remote decode
+ * (request `kv_transfer_params.do_remote_decode`: hold the KV, answer with
+ * `kv_transfer_params` in {@link EngineFinish}) and decodes from a remote prefill
+ * (`do_remote_prefill`: check the layout, pull, notify, then decode without recomputing the
+ * prompt). The HTTP surface serves the side channel of `kv-transfer.ts` from these methods.
+ */
+export interface EnginePd {
+  /** the layout served on `GET /llmd/kv/layout` */
+  layout(): KvLayout;
+  /**
+   * The KV held for a remote decode, for `GET /llmd/kv/blocks/<id>`; null when unknown or
+   * expired (→ 404).
+   */
+  pull(remoteRequestId: string): Promise<{ contentType: string; body: Buffer } | null>;
+  /** NIXL notification: free what is held for this request; false when unknown (→ 404) */
+  release(remoteRequestId: string): boolean;
+}
+
 /** An inference engine. */
 export interface Engine {
+  /** P/D support; absent = the engine serves aggregated requests only */
+  readonly pd?: EnginePd;
   readonly info: EngineInfo;
   readonly tokenizer: Tokenizer;
   /**
