@@ -42,3 +42,5 @@ export function registerPrecisePlugins(registry: PluginRegistry): void {
     deprecatedReplacement: `${PRECISE_PREFIX_CACHE_PRODUCER_TYPE} + prefix-cache-scorer`,
   });
 }
+
+export { type NotificationWiring, wireEndpointNotifications } from "./wiring.js";
