@@ -2,7 +2,9 @@
  * Registration of the precise prefix-cache family: `endpoint-notification-source`,
  * `precise-prefix-cache-producer` and the deprecated `precise-prefix-cache-scorer`.
  *
- * Runtime wiring the integrator must do after loading a config (see docs/precise-routing.md):
+ * Runtime wiring the integrator must do after loading a config — one call:
+ * `const w = wireEndpointNotifications(loaded, endpointStore, eppMetrics.registry)` and
+ * `await w.close()` on shutdown. What it does (see docs/precise-routing.md):
  * 1. for each `dataLayer.sources[i]` whose plugin `isEndpointNotificationSource`, call
  *    `addExtractor(p)` for every plugin `p` of `extractors[].pluginRef` with
  *    `isEndpointExtractor(p)`, then `attachEndpointSource(endpointStore)`;
