@@ -64,6 +64,10 @@ export interface SubscriberStats {
   lastBatchAt: number;
   /** receive time − batch `ts` of the last batch, ms (engine→EPP lag; clock skew included) */
   lagMs: number;
+  /** models the endpoint published events for (topic model, and LoRA names of events) */
+  models: string[];
+  /** podId of the last topic (informational: the endpoint id overrides it) */
+  topicPodId: string | null;
 }
 
 /** Options of {@link KvEventSubscriber}. */
@@ -141,6 +145,8 @@ export class KvEventSubscriber extends EventEmitter {
       lastSeq: -1,
       lastBatchAt: 0,
       lagMs: 0,
+      models: [],
+      topicPodId: null,
     };
     this.sub = new Subscriber({ linger: 0 });
   }
@@ -233,6 +239,8 @@ export class KvEventSubscriber extends EventEmitter {
       this.stats.drops.bad_topic++;
       return;
     }
+    this.stats.topicPodId = t.podId;
+    if (!this.stats.models.includes(t.model)) this.stats.models.push(t.model);
     let batch: ReturnType<typeof decodeBatch>["batch"];
     try {
       batch = decodeBatch(m.payload).batch;
@@ -242,6 +250,9 @@ export class KvEventSubscriber extends EventEmitter {
       return;
     }
     for (const ev of batch.events) {
+      if (ev.type === "BlockStored" && ev.loraName !== null && !this.stats.models.includes(ev.loraName)) {
+        this.stats.models.push(ev.loraName);
+      }
       const r = this.index.apply(this.slot, t.model, ev);
       if (r !== null) this.stats.drops[r]++;
     }

@@ -190,6 +190,9 @@ describe("precise-prefix-cache-producer over ZMQ", T, () => {
     // another model's chain does not match
     producer.produce(request("vllm", "other-model"), eps);
     assert.equal(info(epA)?.matchBlocks, 0);
+    assert.equal(producer.health().unknownModelRequests, 1); // loud: no endpoint publishes it
+    assert.deepEqual(producer.subscriber("127.0.0.1:8100")?.stats.models, [MODEL]);
+    assert.equal(producer.subscriber("127.0.0.1:8100")?.stats.topicPodId, "127.0.0.1:8100");
     assert.equal(producer.health().lookupHits, 1);
 
     // A leaves the pool: unsubscribed and purged

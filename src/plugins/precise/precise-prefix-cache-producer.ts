@@ -22,6 +22,9 @@
  *   entry, or a runtime that does not wire it), every endpoint seen in a request gets a
  *   subscriber on first sight, with a one-time warning (removals will not purge it); once a
  *   source announced endpoints, the source alone decides;
+ * - a request model for which no endpoint publishes events (topic model / `lora_name` differ
+ *   from the request's target model, e.g. served-model-name vs. repo id) is named in a one-time
+ *   error, and such requests are counted (`unknownModelRequests` in {@link health});
  * - an endpoint whose scraped KV block size (`vllm:cache_config_info{block_size}`) is not a
  *   multiple of `blockSize` is named in a one-time error (its events would be dropped as
  *   `block_size_mismatch`);
@@ -196,6 +199,8 @@ export interface PreciseHealth {
   endpoints: EndpointKvHealth[];
   /** requests whose tokens were not engine tokens (estimate backend) or missing */
   unusableTokenRequests: number;
+  /** requests for a model no endpoint publishes events for (while others publish) */
+  unknownModelRequests: number;
   /** requests scored */
   lookups: number;
   /** requests where at least one endpoint matched ≥ 1 block */
@@ -222,6 +227,8 @@ export class PrecisePrefixCacheProducer
   private warnedEstimate = false;
   private warnedUnannounced = false;
   private readonly warnedBlockSize = new Set<string>();
+  private readonly modelsWarned = new Set<string>();
+  private unknownModel = 0;
   /** an endpoint-notification-source announced endpoints: it is authoritative for the pool */
   private wired = false;
   private closed = false;
@@ -351,6 +358,7 @@ export class PrecisePrefixCacheProducer
       this.writeZero(endpoints, totalBlocks);
       return;
     }
+    this.checkModel(request.targetModel);
     if (this.keyBuf.length < 2 * totalBlocks) this.keyBuf = new Uint32Array(4 * totalBlocks);
     const [rh, rl] = this.index.rootKey(request.targetModel);
     chainKeysInto(rh, rl, tp.tokenIds, n, bs, this.keyBuf);
@@ -368,6 +376,31 @@ export class PrecisePrefixCacheProducer
       } satisfies PrefixCacheMatchInfo);
     }
     if (hit) this.lookupHits++;
+  }
+
+  /**
+   * Request keys are rooted at the request's target model, event keys at the topic's model (or
+   * the event's LoRA): when they differ nothing can ever match. Warns once per model when the
+   * endpoints publish events but none for this model, and counts such requests.
+   */
+  private checkModel(model: string): void {
+    let any = false;
+    for (const { sub } of this.subs.values()) {
+      const ms = sub.stats.models;
+      if (ms.length > 0) any = true;
+      if (ms.includes(model)) return;
+    }
+    if (!any) return;
+    this.unknownModel++;
+    if (this.modelsWarned.has(model)) return;
+    this.modelsWarned.add(model);
+    const seen = new Set<string>();
+    for (const { sub } of this.subs.values()) for (const m of sub.stats.models) seen.add(m);
+    log.error(
+      { plugin: this.name, model, publishedModels: [...seen] },
+      "requests for this model can never match: the endpoints publish KV events for other model names. " +
+        "The topic's model (kv@<ip:port>@<model>) or the event's lora_name must equal the request's target model.",
+    );
   }
 
   private writeZero(endpoints: Endpoint[], totalBlocks: number): void {
@@ -391,6 +424,7 @@ export class PrecisePrefixCacheProducer
         announced,
       })),
       unusableTokenRequests: this.unusable,
+      unknownModelRequests: this.unknownModel,
       lookups: this.lookups,
       lookupHits: this.lookupHits,
       index: this.index.stats(),
