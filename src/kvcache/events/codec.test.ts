@@ -48,6 +48,16 @@ describe("msgpack", () => {
     assert.equal(bytes[11], 0xcd);
   });
 
+  it("decodes short strings exactly through the intern cache (collisions and non-ASCII)", () => {
+    const strs = Array.from({ length: 600 }, (_, i) => `s${i}`).concat([
+      "GPU",
+      "CPU",
+      "é-lora",
+      "x".repeat(32),
+    ]);
+    for (let round = 0; round < 2; round++) assert.deepEqual(decodeMsgpack(encodeMsgpack(strs)), strs);
+  });
+
   it("decodes int64 (0xd3) as its two's-complement uint64", () => {
     const bytes = Uint8Array.from([0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
     assert.equal((decodeMsgpack(bytes) as U64).toBigInt(), MAX - 1n);

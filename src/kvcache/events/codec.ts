@@ -367,32 +367,36 @@ function readEvent(r: MsgpackReader): KvEvent | null {
   if ((tag === "BlockStored" && len >= 4) || (tag === "BlockRemoved" && len >= 2)) {
     const blockHashes = readHashes(r);
     if (tag === "BlockRemoved") {
-      const rest: (MsgValue | undefined)[] = [];
-      for (let f = 2; f < len; f++) rest[f] = r.read(1);
-      return {
-        type: "BlockRemoved",
-        blockHashes,
-        medium: optStr(rest[2], "medium"),
-        groupIdx: optInt(rest[3], "group_idx"),
-      };
+      const medium = len > 2 ? optStr(r.read(1), "medium") : null;
+      const groupIdx = len > 3 ? optInt(r.read(1), "group_idx") : null;
+      for (let f = 4; f < len; f++) r.read(1);
+      return { type: "BlockRemoved", blockHashes, medium, groupIdx };
     }
     const parentBlockHash = readParent(r);
     const tokenIds = readTokens(r);
-    const rest: (MsgValue | undefined)[] = [];
-    for (let f = 4; f < len; f++) rest[f] = r.read(1);
+    // remaining positional fields, each optional (trailing defaults omitted)
+    const blockSize = len > 4 ? (optInt(r.read(1), "block_size") ?? 0) : 0;
+    const loraId = len > 5 ? optInt(r.read(1), "lora_id") : null;
+    const medium = len > 6 ? optStr(r.read(1), "medium") : null;
+    const loraName = len > 7 ? optStr(r.read(1), "lora_name") : null;
+    const extraKeys = len > 8 ? r.read(1) : null;
+    const groupIdx = len > 9 ? optInt(r.read(1), "group_idx") : null;
+    const kvCacheSpecKind = len > 10 ? optStr(r.read(1), "kv_cache_spec_kind") : null;
+    const kvCacheSpecSlidingWindow = len > 11 ? optInt(r.read(1), "kv_cache_spec_sliding_window") : null;
+    for (let f = 12; f < len; f++) r.read(1);
     return {
       type: "BlockStored",
       blockHashes,
       parentBlockHash,
       tokenIds,
-      blockSize: optInt(rest[4], "block_size") ?? 0,
-      loraId: optInt(rest[5], "lora_id"),
-      medium: optStr(rest[6], "medium"),
-      loraName: optStr(rest[7], "lora_name"),
-      extraKeys: rest[8] ?? null,
-      groupIdx: optInt(rest[9], "group_idx"),
-      kvCacheSpecKind: optStr(rest[10], "kv_cache_spec_kind"),
-      kvCacheSpecSlidingWindow: optInt(rest[11], "kv_cache_spec_sliding_window"),
+      blockSize,
+      loraId,
+      medium,
+      loraName,
+      extraKeys,
+      groupIdx,
+      kvCacheSpecKind,
+      kvCacheSpecSlidingWindow,
     };
   }
   const arr: MsgValue[] = [tag];

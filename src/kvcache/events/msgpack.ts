@@ -53,6 +53,13 @@ export class MsgpackError extends Error {
 
 const textDecoder = new TextDecoder();
 
+/** Interning of short ASCII strings (direct-mapped cache by FNV-1a of the bytes). */
+const INTERN_MAX = 32;
+const INTERN_SLOTS = 256;
+const internStr: (string | undefined)[] = new Array(INTERN_SLOTS);
+const internLen = new Int32Array(INTERN_SLOTS);
+const internHash = new Int32Array(INTERN_SLOTS);
+
 /**
  * Decodes one msgpack value occupying the whole of `buf`.
  * @throws MsgpackError on truncated input, trailing bytes, ext types or non-string map keys
@@ -280,15 +287,31 @@ export class MsgpackReader {
     this.need(n);
     const start = this.pos;
     this.pos += n;
-    // short ASCII fast path (event tags, media names, field names)
-    if (n < 32) {
-      let s = "";
-      for (let i = start; i < start + n; i++) {
-        const c = this.buf[i]!;
-        if (c >= 0x80) return textDecoder.decode(this.buf.subarray(start, start + n));
-        s += String.fromCharCode(c);
+    // short strings (event tags, media, field and model names) are interned: no allocation
+    if (n <= INTERN_MAX) {
+      let h = 0x811c9dc5;
+      for (let i = start; i < start + n; i++) h = Math.imul(h ^ this.buf[i]!, 0x01000193);
+      const slot = (h >>> 0) & (INTERN_SLOTS - 1);
+      const cached = internStr[slot];
+      if (cached !== undefined && internLen[slot] === n && internHash[slot] === h) {
+        let same = true;
+        for (let i = 0; i < n; i++) {
+          if (cached.charCodeAt(i) !== this.buf[start + i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return cached;
       }
-      return s;
+      let ascii = true;
+      for (let i = start; i < start + n; i++) if (this.buf[i]! >= 0x80) ascii = false;
+      if (ascii) {
+        const v = String.fromCharCode(...this.buf.subarray(start, start + n));
+        internStr[slot] = v;
+        internLen[slot] = n;
+        internHash[slot] = h;
+        return v;
+      }
     }
     return textDecoder.decode(this.buf.subarray(start, start + n));
   }
