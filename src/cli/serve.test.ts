@@ -27,14 +27,26 @@ function serve(args: string[]): ChildProcess {
   );
 }
 
-/** Resolves with the URL from the "listening" log line (bounded by the child's life). */
-async function listening(child: ChildProcess): Promise<string> {
-  const rl = createInterface({ input: child.stdout! });
-  for await (const line of rl) {
-    const m = /listening on (http:\/\/[^ ]+) /.exec(line);
-    if (m) return m[1]!;
-  }
-  throw new Error("serve exited before listening");
+/**
+ * Resolves with the URL from the "listening" log line (on stdout or stderr: the logger's
+ * destination is not ours to fix); rejects when the child exits first.
+ */
+function listening(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream }).on("line", (line) => {
+        const m = /listening on (http:\/\/[^ ]+) /.exec(line);
+        if (m && !done) {
+          done = true;
+          resolve(m[1]!);
+        }
+      });
+    }
+    child.once("exit", (code) => {
+      if (!done) reject(new Error(`serve exited (code ${code}) before listening`));
+    });
+  });
 }
 
 describe("llmd serve", () => {

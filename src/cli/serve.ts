@@ -62,6 +62,8 @@ export interface ServeFlags {
   decodeBatchFactor: number;
   stepOverhead: number;
   timeScale: number;
+  kvCacheTransferLatency: number;
+  kvCacheTransferTimePerToken: number;
   maxWaitingQueueLength: number;
   maxRequestBodySizeMb: number;
   podName?: string;
@@ -96,6 +98,8 @@ export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
     decodeBatchFactor: f.decodeBatchFactor,
     stepOverheadMs: f.stepOverhead,
     timeScale: f.timeScale,
+    kvCacheTransferLatencyMs: f.kvCacheTransferLatency,
+    kvCacheTransferTimePerTokenMs: f.kvCacheTransferTimePerToken,
   };
   return {
     sim,
@@ -160,6 +164,18 @@ export function registerServe(program: Command): void {
     )
     .option("--step-overhead <dur>", "fixed cost of every engine step", dur, d.stepOverheadMs)
     .option("--time-scale <f>", "speed-up: every duration is divided by it", num(0, true), d.timeScale)
+    .option(
+      "--kv-cache-transfer-latency <dur>",
+      "P/D decode side: constant KV pull time (0 = per-token time)",
+      dur,
+      d.kvCacheTransferLatencyMs,
+    )
+    .option(
+      "--kv-cache-transfer-time-per-token <dur>",
+      "P/D decode side: KV pull time per prompt token",
+      dur,
+      d.kvCacheTransferTimePerTokenMs,
+    )
     .option("--max-waiting-queue-length <n>", "waiting requests before 429", int(0), d.maxWaitingQueueLength)
     .option("--max-request-body-size-mb <mb>", "request body limit, MiB", num(0, true), 4)
     .option("--pod-name <name>", "x-inference-pod header (default: host:port)")

@@ -309,6 +309,59 @@ describe("model server with the sim engine: load effects", () => {
     }
   });
 
+  it("P/D: prefill leg answers kv_transfer_params (no streaming); decode leg accepts them", async () => {
+    const engine = new SimEngine({ mode: "echo", timeScale: 1000, historySize: 10 });
+    const srv = await startModelServer({ engine });
+    try {
+      const prompt = words(40, "pd");
+      const prefillKv = {
+        do_remote_decode: true,
+        do_remote_prefill: false,
+        remote_engine_id: null,
+        remote_block_ids: null,
+        remote_host: null,
+        remote_port: null,
+      };
+      const streamed = await fetch(
+        `${srv.url}/v1/completions`,
+        json({ model: "llmd/sim-8b", prompt, max_tokens: 1, stream: true, kv_transfer_params: prefillKv }),
+      );
+      assert.equal(streamed.status, 400);
+      assert.match(
+        ((await streamed.json()) as { error: { message: string } }).error.message,
+        /Prefill does not support streaming/,
+      );
+      const p = await fetch(
+        `${srv.url}/v1/completions`,
+        json({ model: "llmd/sim-8b", prompt, max_tokens: 1, min_tokens: 1, kv_transfer_params: prefillKv }),
+      );
+      assert.equal(p.status, 200);
+      const pj = (await p.json()) as {
+        kv_transfer_params: Record<string, unknown>;
+        choices: { finish_reason: string }[];
+      };
+      assert.equal(pj.choices[0]!.finish_reason, "length");
+      const kv = pj.kv_transfer_params;
+      assert.equal(kv.do_remote_prefill, true);
+      assert.equal(kv.do_remote_decode, false);
+      assert.equal(kv.remote_host, "127.0.0.1");
+      assert.equal(kv.remote_port, srv.port);
+      assert.equal(kv.remote_engine_id, engine.engineId);
+      assert.ok(Array.isArray(kv.remote_block_ids));
+      const d = await fetch(
+        `${srv.url}/v1/completions`,
+        json({ model: "llmd/sim-8b", prompt, max_tokens: 4, kv_transfer_params: kv }),
+      );
+      assert.equal(d.status, 200);
+      const dj = (await d.json()) as { choices: { text: string }[]; kv_transfer_params: unknown };
+      assert.equal(dj.choices[0]!.text, words(4, "pd"));
+      assert.equal(dj.kv_transfer_params, null);
+      assert.equal(engine.finished.at(-1)!.prefillTokens, 0, "the decode leg pulled the KV");
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("omits prompt_tokens_details when disabled (null non-stream)", async () => {
     const srv = await startModelServer({ sim: { timeScale: 1000 }, enablePromptTokensDetails: false });
     try {

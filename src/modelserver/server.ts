@@ -101,6 +101,7 @@ interface Ctx {
   bodyLimit: number;
   promptDetails: boolean;
   podName: string;
+  host: string;
   port: string;
   startedS: number;
 }
@@ -124,6 +125,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
     bodyLimit: Math.floor((opts.maxRequestBodySizeMb ?? 4) * 1024 * 1024),
     promptDetails: opts.enablePromptTokensDetails ?? true,
     podName: opts.podName ?? "",
+    host,
     port: "",
     startedS: Math.floor(Date.now() / 1000),
   };
@@ -483,6 +485,10 @@ async function inference(
       `This model's maximum context length is ${maxLen} tokens. However, you requested ${p + maxTokens} tokens (${p} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
     );
   }
+  const kvIn = (body.kv_transfer_params as KvTransferParams | null | undefined) ?? null;
+  if (kvIn?.do_remote_decode === true && body.stream === true) {
+    throw badRequest("Prefill does not support streaming", "stream");
+  }
   const stops = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
   const ac = new AbortController();
   let stoppedByString = false;
@@ -503,7 +509,7 @@ async function inference(
       topK: body.top_k ?? undefined,
     },
     cacheSalt: body.cache_salt ?? undefined,
-    kvTransferParams: (body.kv_transfer_params as KvTransferParams | null | undefined) ?? null,
+    kvTransferParams: kvIn,
     signal: ac.signal,
     arrivalMs: arrival,
   });
@@ -625,6 +631,12 @@ async function inference(
     choices: [choice],
     usage: usageBody(ctx, fin, false),
     prompt_logprobs: null,
-    kv_transfer_params: fin.kvTransferParams ?? null,
+    kv_transfer_params: fin.kvTransferParams
+      ? {
+          ...fin.kvTransferParams,
+          remote_host: fin.kvTransferParams.remote_host ?? ctx.host,
+          remote_port: fin.kvTransferParams.remote_port ?? Number(ctx.port),
+        }
+      : null,
   });
 }

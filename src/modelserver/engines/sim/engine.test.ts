@@ -265,6 +265,85 @@ describe("SimEngine", () => {
     await e.close();
   });
 
+  it("P/D prefill leg returns NIXL v2 kv_transfer_params", async () => {
+    const e = engine({ blockSize: 16 });
+    const r = await run(
+      e,
+      req(range(0, 40), 1, { kvTransferParams: { do_remote_decode: true, do_remote_prefill: false } }),
+    );
+    assert.equal(r.finish.reason, "length");
+    const kv = r.finish.kvTransferParams!;
+    assert.equal(kv.do_remote_prefill, true);
+    assert.equal(kv.do_remote_decode, false);
+    assert.equal(kv.remote_engine_id, e.engineId);
+    assert.equal(kv.tp_size, 1);
+    assert.equal((kv.remote_block_ids as number[]).length, 2, "full prompt blocks only");
+    assert.equal(typeof kv.remote_request_id, "string");
+    // an ordinary request returns none
+    const plain = await run(e, req(range(0, 40), 1));
+    assert.equal(plain.finish.kvTransferParams, null);
+    await e.close();
+  });
+
+  it("P/D decode leg pulls the KV instead of prefilling, without stalling co-running decodes", async () => {
+    const e = engine({
+      kvCacheTransferTimePerTokenMs: 0.01,
+      interTokenLatencyMs: 12,
+      decodeBatchFactor: 0,
+      prefillOverheadMs: 30,
+      prefillTimePerTokenMs: 0.25,
+    });
+    const remote = {
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_block_ids: [1, 2],
+      remote_engine_id: "x",
+    };
+    const alone = req(range(0, 1000), 3, { kvTransferParams: remote });
+    const r = await run(e, alone);
+    assert.equal(r.tokens.length, 3);
+    const rec0 = rec(e, alone.requestId);
+    assert.equal(rec0.prefillTokens, 0, "no local prefill");
+    assert.equal(rec0.ttftMs, 1000 * 0.01 + 12, "pull time + one decode-like step");
+    assert.ok(e.steps.every((s) => s.prefillTokens === 0));
+    // while another request decodes, a pulled request adds no prefill step
+    const a = req(range(5000, 5010), 12);
+    let seen = 0;
+    let cDone: Promise<unknown> | null = null;
+    for await (const o of e.generate(a)) {
+      seen += o.tokens.length;
+      if (seen >= 3 && cDone === null)
+        cDone = run(e, req(range(7000, 8000), 2, { kvTransferParams: remote }));
+      if (o.finish) break;
+    }
+    await cDone;
+    assert.ok(
+      rec(e, a.requestId).itlMs.every((x) => x === 12),
+      `ITL of the co-running request: ${rec(e, a.requestId).itlMs}`,
+    );
+    assert.equal(e.stats().kvCacheUsage, 0);
+    await e.close();
+  });
+
+  it("P/D decode leg aborted while pulling frees its blocks; pulls count as waiting", async () => {
+    const e = engine({ timeScale: 1, kvCacheTransferLatencyMs: 10_000 });
+    const ac = new AbortController();
+    const it = e
+      .generate(req(range(0, 100), 5, { kvTransferParams: { do_remote_prefill: true }, signal: ac.signal }))
+      [Symbol.asyncIterator]();
+    const first = it.next();
+    for (let i = 0; i < 50 && e.stats().kvCacheUsage === 0; i++) await new Promise((r) => setImmediate(r));
+    assert.ok(e.stats().kvCacheUsage > 0, "blocks allocated for the pull");
+    assert.equal(e.stats().waiting, 1);
+    assert.equal(e.stats().running, 0);
+    ac.abort();
+    const o = await first;
+    assert.equal(o.value?.finish?.reason, "abort");
+    assert.equal(e.stats().kvCacheUsage, 0);
+    assert.equal(e.stats().waiting, 0);
+    await e.close();
+  });
+
   it("abort frees the request's KV blocks and finishes with abort", async () => {
     const e = engine({
       timeScale: 1,

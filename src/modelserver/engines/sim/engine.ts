@@ -34,8 +34,10 @@
  * (`simNowMs`, used by {@link StepRecord} and {@link RequestRecord}) advances only by step
  * durations: idle time is not counted.
  */
+import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { ApiError } from "../../../api/errors.js";
+import type { KvTransferParams } from "../../../api/openai.js";
 import type {
   Engine,
   EngineFinish,
@@ -88,6 +90,10 @@ export interface SimEngineOptions {
   timeScale: number;
   /** keep the last N step and request records for tests (default 0) */
   historySize: number;
+  /** P/D decode side: constant KV pull time, ms (default 0 = use the per-token time) */
+  kvCacheTransferLatencyMs: number;
+  /** P/D decode side: KV pull time per pulled prompt token, ms (default 0.003 = 3 µs) */
+  kvCacheTransferTimePerTokenMs: number;
 }
 
 /** Defaults: the "8B on H100" profile of llm-d-inference-sim (reference/engine.md §6.4). */
@@ -110,6 +116,8 @@ export const SIM_DEFAULTS: SimEngineOptions = {
   stepOverheadMs: 0,
   timeScale: 1,
   historySize: 0,
+  kvCacheTransferLatencyMs: 0,
+  kvCacheTransferTimePerTokenMs: 0.003,
 };
 
 /** One engine step, in simulated time (history for tests and benches). */
@@ -145,6 +153,10 @@ export interface RequestRecord {
 const WAITING = 0;
 const RUNNING = 1;
 const DONE = 2;
+/** P/D decode side: blocks allocated, KV being pulled (vLLM `WAITING_FOR_REMOTE_KVS`) */
+const LOADING = 3;
+/** P/D decode side: KV pulled, waiting for a running slot */
+const LOADED = 4;
 
 /** Push-based async iterator of engine outputs (coalesces tokens when the reader lags). */
 class OutputChannel implements AsyncIterable<EngineOutput> {
@@ -208,6 +220,11 @@ class Seq {
   lastTokenSim = 0;
   readonly itlSim: number[] | null;
   onAbort: (() => void) | null = null;
+  /** P/D decode leg (`kv_transfer_params.do_remote_prefill`): the prompt's KV is pulled */
+  readonly remotePrefill: boolean;
+  /** P/D prefill leg (`kv_transfer_params.do_remote_decode`) */
+  readonly remoteDecode: boolean;
+  loadTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly req: EngineRequest,
@@ -219,6 +236,8 @@ class Seq {
     recordItl: boolean,
   ) {
     this.tokens = req.promptTokens.slice();
+    this.remotePrefill = req.kvTransferParams?.do_remote_prefill === true;
+    this.remoteDecode = req.kvTransferParams?.do_remote_decode === true;
     this.arrivalSim = arrivalSim;
     this.itlSim = recordItl ? [] : null;
   }
@@ -241,9 +260,16 @@ export class SimEngine implements Engine {
   private readonly words: WordTokens;
   private readonly running: Seq[] = [];
   private readonly waiting: Seq[] = [];
+  /** P/D decode legs pulling KV */
+  private readonly loading = new Set<Seq>();
+  /** P/D decode legs whose KV arrived, waiting for a running slot */
+  private readonly loaded: Seq[] = [];
+  /** `remote_engine_id` this engine reports on prefill responses */
+  readonly engineId = randomUUID();
   private readonly calc: "constant" | "per-token";
   private observer: EngineObserver | null = null;
   private loopActive = false;
+  private preemptedInStep = false;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private wallDeadline = 0;
@@ -301,7 +327,7 @@ export class SimEngine implements Engine {
   stats(): EngineStats {
     return {
       running: this.running.length,
-      waiting: this.waiting.length,
+      waiting: this.waiting.length + this.loading.size + this.loaded.length,
       kvCacheUsage: this.kv.usage(),
       ...this.counters,
     };
@@ -358,7 +384,8 @@ export class SimEngine implements Engine {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (const s of [...this.running, ...this.waiting]) this.finish(s, "abort");
+    for (const s of [...this.running, ...this.waiting, ...this.loading, ...this.loaded])
+      this.finish(s, "abort");
   }
 
   private wake(): void {
@@ -377,7 +404,9 @@ export class SimEngine implements Engine {
     }
     const batch = this.schedule();
     if (batch.length === 0) {
-      if (this.running.length === 0 && this.waiting.length === 0) {
+      // Nothing runnable: either idle, or only KV pulls are pending (their completion wakes
+      // the loop). After a preemption the next step can admit again.
+      if (!this.preemptedInStep) {
         this.loopActive = false;
         return;
       }
@@ -438,6 +467,7 @@ export class SimEngine implements Engine {
     let budget = o.maxNumBatchedTokens;
     const out: [Seq, number, boolean][] = [];
     let preempted = false;
+    this.preemptedInStep = false;
     let i = 0;
     while (i < this.running.length && budget > 0) {
       const seq = this.running[i]!;
@@ -466,19 +496,31 @@ export class SimEngine implements Engine {
         }
       }
       if (!ok) break;
-      const decode = seq.outputs > 0 && need === 1;
+      const decode = (seq.outputs > 0 || (seq.remotePrefill && seq.computed > 0)) && need === 1;
       out.push([seq, n, decode]);
       budget -= n;
       i++;
     }
-    if (preempted) return out;
+    if (preempted) {
+      this.preemptedInStep = true;
+      return out;
+    }
+    // P/D decode legs whose KV arrived: their last prompt token is computed like a decode.
+    while (this.loaded.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
+      const seq = this.loaded.shift()!;
+      seq.state = RUNNING;
+      this.running.push(seq);
+      out.push([seq, 1, true]);
+      budget -= 1;
+    }
     while (this.waiting.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
       const seq = this.waiting[0]!;
       const total = seq.tokens.length;
       blockHashes(seq.tokens, bs, seq.firstExtra, seq.hashes);
       const hit = kv.lookup(seq.hashes, Math.floor((total - 1) / bs));
       const hitTokens = hit.length * bs;
-      const n = Math.min(total - hitTokens, budget);
+      const pull = seq.remotePrefill && !seq.everScheduled;
+      const n = pull ? total - hitTokens : Math.min(total - hitTokens, budget);
       const newBlocks = Math.ceil((hitTokens + n) / bs) - hit.length;
       let hitFree = 0;
       for (const b of hit) if (b.ref === 0) hitFree++;
@@ -499,11 +541,48 @@ export class SimEngine implements Engine {
         seq.scheduledWall = performance.now();
         this.counters.promptTokens += seq.req.promptTokens.length;
       }
+      if (pull) {
+        this.startPull(seq, total - hitTokens);
+        continue;
+      }
       this.running.push(seq);
       out.push([seq, n, false]);
       budget -= n;
     }
     return out;
+  }
+
+  /**
+   * P/D decode leg: the prompt's blocks are allocated; the KV of `tokens` prompt tokens is
+   * pulled from the prefill server without using engine steps (NIXL reads are asynchronous),
+   * taking `kvCacheTransferLatency` (when > 0) or `tokens × kvCacheTransferTimePerToken`.
+   * Then all prompt tokens but the last count as computed (the last is computed here, as a
+   * one-token decode-like step that samples the first token).
+   */
+  private startPull(seq: Seq, tokens: number): void {
+    const o = this.opts;
+    seq.state = LOADING;
+    this.loading.add(seq);
+    const ms =
+      o.kvCacheTransferLatencyMs > 0 ? o.kvCacheTransferLatencyMs : tokens * o.kvCacheTransferTimePerTokenMs;
+    const startSim = this.simNowMs;
+    const done = () => {
+      seq.loadTimer = null;
+      if (seq.state !== LOADING || this.closed) return;
+      this.loading.delete(seq);
+      const total = seq.tokens.length;
+      seq.computed = total - 1;
+      const full = Math.floor(seq.computed / o.blockSize);
+      for (let b = seq.committed; b < full; b++) this.kv.commit(seq.blocks[b]!, seq.hashes[b]!);
+      seq.committed = Math.max(seq.committed, full);
+      this.simNowMs = Math.max(this.simNowMs, startSim + ms);
+      seq.state = LOADED;
+      this.loaded.push(seq);
+      this.wake();
+    };
+    const wall = ms / o.timeScale;
+    if (wall >= 1) seq.loadTimer = setTimeout(done, wall);
+    else setImmediate(done);
   }
 
   private preempt(seq: Seq): void {
@@ -556,12 +635,27 @@ export class SimEngine implements Engine {
   /** Ends a request: frees its blocks and pushes the final output. Idempotent. */
   private finish(seq: Seq, reason: FinishReason, lastToken?: number): void {
     if (seq.state === DONE) return;
-    if (seq.state === RUNNING) {
-      const idx = this.running.indexOf(seq);
-      if (idx >= 0) this.running.splice(idx, 1);
-    } else {
-      const idx = this.waiting.indexOf(seq);
-      if (idx >= 0) this.waiting.splice(idx, 1);
+    const list = seq.state === RUNNING ? this.running : seq.state === LOADED ? this.loaded : this.waiting;
+    const idx = list.indexOf(seq);
+    if (idx >= 0) list.splice(idx, 1);
+    if (seq.state === LOADING) this.loading.delete(seq);
+    if (seq.loadTimer) clearTimeout(seq.loadTimer);
+    seq.loadTimer = null;
+    let kvOut: KvTransferParams | null = null;
+    if (seq.remoteDecode && reason === "length") {
+      // NIXL v2 prefill response (reference/engine.md §5.2 (b)); the server adds remote_host/port.
+      // Deviation: the blocks are freed at once (they stay cached), not held until the decode
+      // side reads them.
+      kvOut = {
+        do_remote_prefill: true,
+        do_remote_decode: false,
+        remote_block_ids: seq.blocks
+          .slice(0, Math.floor(seq.req.promptTokens.length / this.opts.blockSize))
+          .map((b) => b.id),
+        remote_engine_id: this.engineId,
+        remote_request_id: seq.req.requestId,
+        tp_size: 1,
+      };
     }
     if (seq.blocks.length > 0) this.kv.free(seq.blocks);
     seq.blocks = [];
@@ -584,7 +678,7 @@ export class SimEngine implements Engine {
         decodeS: Math.max(0, lastTok - firstTok) / 1000,
         inferenceS: Math.max(0, lastTok - scheduled) / 1000,
       },
-      kvTransferParams: null,
+      kvTransferParams: kvOut,
     };
     if (this.opts.historySize > 0) {
       this.finished.push({
