@@ -184,6 +184,7 @@ const wasm = loadWasm();
 /** Scratch buffer of one block's CBOR bytes: the WebAssembly input area, or a JS buffer. */
 let blockBuf = wasm ? new Uint8Array(wasm.mem.buffer, WASM_IN) : new Uint8Array(1024);
 let wasmOut = wasm ? new Int32Array(wasm.mem.buffer, 0, 2) : new Int32Array(2);
+let blockView = new DataView(blockBuf.buffer, blockBuf.byteOffset);
 
 function ensureBlockBuf(need: number): void {
   if (blockBuf.length >= need) return;
@@ -191,8 +192,10 @@ function ensureBlockBuf(need: number): void {
     wasm.mem.grow(Math.ceil((need + WASM_IN - wasm.mem.buffer.byteLength) / 65536));
     blockBuf = new Uint8Array(wasm.mem.buffer, WASM_IN);
     wasmOut = new Int32Array(wasm.mem.buffer, 0, 2);
+    blockView = new DataView(blockBuf.buffer, blockBuf.byteOffset);
   } else {
     blockBuf = new Uint8Array(need * 2);
+    blockView = new DataView(blockBuf.buffer);
   }
 }
 
@@ -244,6 +247,7 @@ export function chainKeysInto(
   const n = Math.floor(length / blockSize);
   ensureBlockBuf(16 + 5 * blockSize);
   const buf = blockBuf;
+  const dv = blockView;
   const out32 = wasmOut;
   let ph = parentHi >>> 0;
   let pl = parentLo >>> 0;
@@ -267,8 +271,19 @@ export function chainKeysInto(
     p = putHead(buf, p, 4, blockSize);
     for (const e = t + blockSize; t < e; t++) {
       const v = tokens[t]! >>> 0;
-      if (v < 24) buf[p++] = v;
-      else p = putHead(buf, p, 0, v);
+      if (v >= 0x10000) {
+        buf[p] = 0x1a;
+        dv.setUint32(p + 1, v);
+        p += 5;
+      } else if (v >= 0x100) {
+        buf[p] = 0x19;
+        dv.setUint16(p + 1, v);
+        p += 3;
+      } else if (v >= 24) {
+        buf[p] = 0x18;
+        buf[p + 1] = v;
+        p += 2;
+      } else buf[p++] = v;
     }
     buf[p++] = 0xf6;
     let hi: number;
