@@ -227,19 +227,25 @@ describe("SimEngine", () => {
     const e = engine({ numGpuBlocks: 8, blockSize: 16, maxNumSeqs: 16 });
     let maxWaiting = 0;
     let maxUsage = 0;
-    const all = range(0, 4).map((i) => run(e, req(range(i * 1000, i * 1000 + 50), 10)));
-    const probe = setInterval(() => {
-      const s = e.stats();
-      maxWaiting = Math.max(maxWaiting, s.waiting);
-      maxUsage = Math.max(maxUsage, s.kvCacheUsage);
-    }, 0);
-    const rs = await Promise.all(all);
-    clearInterval(probe);
-    for (const r of rs) assert.equal(r.tokens.length, 10);
+    const probe = async (r: EngineRequest) => {
+      const tokens: number[] = [];
+      for await (const o of e.generate(r)) {
+        const s = e.stats();
+        maxWaiting = Math.max(maxWaiting, s.waiting);
+        maxUsage = Math.max(maxUsage, s.kvCacheUsage);
+        tokens.push(...o.tokens);
+        if (o.finish) break;
+      }
+      return tokens;
+    };
+    const rs = await Promise.all(range(0, 4).map((i) => probe(req(range(i * 1000, i * 1000 + 50), 10))));
+    for (const r of rs) assert.equal(r.length, 10);
     assert.ok(
       e.steps.every((s) => s.seqs <= 2),
       "at most two requests fit at once",
     );
+    assert.ok(e.steps.some((s) => s.seqs === 2));
+    assert.ok(maxWaiting >= 1, `waiting ${maxWaiting}`);
     assert.ok(maxUsage <= 1 && maxUsage > 0.5, `usage ${maxUsage}`);
     assert.equal(e.stats().kvCacheUsage, 0);
     await e.close();
