@@ -6,6 +6,7 @@ import {
   fnv64a,
   initHash,
   modelRootKey,
+  PromptKeyCache,
   promptKeys,
   requestKey,
 } from "./request-keys.js";
@@ -74,5 +75,33 @@ describe("request keys", () => {
       p = requestKey(p, toks.slice(i * 16, i * 16 + 16));
       assert.equal(fast[i], p);
     }
+  });
+});
+
+describe("PromptKeyCache", () => {
+  it("reuses the keys of a shared prefix and equals a cold computation", () => {
+    const root = modelRootKey("m");
+    const [rh, rl] = [Number(root >> 32n), Number(root & 0xffffffffn)];
+    const cache = new PromptKeyCache(2);
+    const a = Uint32Array.from({ length: 100 }, (_, i) => 70_000 + i);
+    const r1 = cache.keys("m", rh, rl, a, 16);
+    assert.equal(r1.reused, 0);
+    assert.equal(r1.blocks, 6);
+    assert.deepEqual(r1.keys, promptKeys(a, 16, root));
+    const b = a.slice();
+    b[40] = 1; // diverges in block 2
+    const r2 = cache.keys("m", rh, rl, b, 16);
+    assert.equal(r2.reused, 2);
+    assert.deepEqual(r2.keys, promptKeys(b, 16, root));
+    const longer = Uint32Array.from({ length: 130 }, (_, i) => 70_000 + i); // a + more blocks
+    const r3 = cache.keys("m", rh, rl, longer, 16);
+    assert.equal(r3.reused, 6);
+    assert.deepEqual(r3.keys, promptKeys(longer, 16, root));
+    // another model or block size never reuses
+    const other = modelRootKey("other");
+    const r4 = cache.keys("other", Number(other >> 32n), Number(other & 0xffffffffn), a, 16);
+    assert.equal(r4.reused, 0);
+    assert.deepEqual(r4.keys, promptKeys(a, 16, other));
+    assert.equal(cache.keys("m", rh, rl, a, 4).reused, 0);
   });
 });

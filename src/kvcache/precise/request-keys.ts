@@ -322,3 +322,88 @@ export function promptKeys(tokens: ArrayLike<number>, blockSize: number, root: b
   chainKeysInto(Number(root >> 32n), Number(root & 0xffffffffn), tokens, tokens.length, blockSize, out);
   return out;
 }
+
+function sameBlock(a: Uint32Array, b: Uint32Array, block: number, blockSize: number): boolean {
+  const o = block * blockSize;
+  for (let i = o; i < o + blockSize; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Number of leading full blocks (≤ limit) on which `a` and `b` agree. */
+function commonBlocks(a: Uint32Array, b: Uint32Array, limit: number, blockSize: number): number {
+  const n = limit * blockSize;
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return Math.floor(i / blockSize);
+}
+
+interface CachedPrompt {
+  model: string;
+  blockSize: number;
+  tokens: Uint32Array;
+  keys: Uint32Array;
+  blocks: number;
+}
+
+/**
+ * Reuses the request keys of recent prompts: a new prompt that shares full blocks with a cached
+ * one (same model and block size) takes those keys and hashes only the rest — multi-turn chats
+ * and shared system prompts then cost a token comparison instead of FNV/CBOR work. Keeps the
+ * `capacity` most recent prompts (tokens copied). Not thread-safe; one per producer.
+ */
+export class PromptKeyCache {
+  private readonly entries: CachedPrompt[] = [];
+
+  /** @param capacity prompts kept (default 8) */
+  constructor(private readonly capacity = 8) {}
+
+  /**
+   * Request keys of `tokens` (interleaved pairs, one per full block) chained from the model root
+   * `[rootHi, rootLo]`. The returned array is owned by the cache and must not be modified.
+   * @returns keys, number of blocks, and how many blocks were reused from the cache
+   */
+  keys(
+    model: string,
+    rootHi: number,
+    rootLo: number,
+    tokens: Uint32Array,
+    blockSize: number,
+  ): { keys: Uint32Array; blocks: number; reused: number } {
+    const blocks = Math.floor(tokens.length / blockSize);
+    let best: CachedPrompt | null = null;
+    let reused = 0;
+    for (const e of this.entries) {
+      if (e.model !== model || e.blockSize !== blockSize) continue;
+      const limit = Math.min(e.blocks, blocks);
+      // to beat the best so far, e must also match block `reused`: check that block first
+      if (limit <= reused || !sameBlock(e.tokens, tokens, reused, blockSize)) continue;
+      const b = commonBlocks(e.tokens, tokens, limit, blockSize);
+      if (b > reused) {
+        reused = b;
+        best = e;
+      }
+    }
+    const keys = new Uint32Array(2 * blocks);
+    if (best && reused > 0) keys.set(best.keys.subarray(0, 2 * reused));
+    const ph = reused > 0 ? keys[2 * reused - 2]! : rootHi;
+    const pl = reused > 0 ? keys[2 * reused - 1]! : rootLo;
+    chainKeysInto(
+      ph,
+      pl,
+      tokens.subarray(reused * blockSize),
+      (blocks - reused) * blockSize,
+      blockSize,
+      keys,
+      reused,
+    );
+    if (best && reused === blocks && best.blocks === blocks) {
+      // same prompt again: refresh recency only
+      this.entries.splice(this.entries.indexOf(best), 1);
+      this.entries.unshift(best);
+    } else {
+      this.entries.unshift({ model, blockSize, tokens: tokens.slice(0, blocks * blockSize), keys, blocks });
+      if (this.entries.length > this.capacity) this.entries.pop();
+    }
+    return { keys, blocks, reused };
+  }
+}

@@ -74,7 +74,7 @@ import {
   DEFAULT_POD_CACHE_SIZE,
   KvBlockIndex,
 } from "../../kvcache/precise/index.js";
-import { chainKeysInto } from "../../kvcache/precise/request-keys.js";
+import { PromptKeyCache } from "../../kvcache/precise/request-keys.js";
 import { logger } from "../../log.js";
 import * as N from "./metrics.js";
 
@@ -220,7 +220,8 @@ export class PrecisePrefixCacheProducer
   readonly produces: readonly string[];
   readonly consumes: readonly string[] = [TOKENIZED_PROMPT];
   private readonly subs = new Map<string, { sub: KvEventSubscriber; announced: boolean }>();
-  private keyBuf = new Uint32Array(2 * 1024);
+  /** request keys of recent prompts (shared prefixes are hashed once) */
+  private readonly keyCache = new PromptKeyCache(8);
   private unusable = 0;
   private lookups = 0;
   private lookupHits = 0;
@@ -359,10 +360,9 @@ export class PrecisePrefixCacheProducer
       return;
     }
     this.checkModel(request.targetModel);
-    if (this.keyBuf.length < 2 * totalBlocks) this.keyBuf = new Uint32Array(4 * totalBlocks);
     const [rh, rl] = this.index.rootKey(request.targetModel);
-    chainKeysInto(rh, rl, tp.tokenIds, n, bs, this.keyBuf);
-    const r = this.index.longestPrefix(this.keyBuf, totalBlocks);
+    const { keys } = this.keyCache.keys(request.targetModel, rh, rl, tp.tokenIds, bs);
+    const r = this.index.longestPrefix(keys, totalBlocks);
     this.lookups++;
     let hit = false;
     for (const ep of endpoints) {
