@@ -74,113 +74,122 @@ const log = logger.child({ component: "epp" });
 export async function runEpp(o: EppOptions): Promise<RunningEpp> {
   const host = o.host ?? "0.0.0.0";
   const runtime = createEppRuntime(o.configFile);
+  const tls = extProcCredentials({ secureServing: o.secureServing, certPath: o.certPath });
   const store = new EndpointStore();
   const poolName = o.poolName ?? "epp";
   const stops: (() => Promise<void> | void)[] = [];
-  let ready: () => boolean = () => true;
-  let policies: KubernetesDiscovery["policies"] | undefined;
-
-  if (!o.bodyBasedRouting) {
-    const statics = o.endpoints ?? [];
-    if (o.discoveryFile) {
-      const stop = watchDiscoveryFile(o.discoveryFile, (eps) => store.replaceAll(eps), {
-        watch: true,
-        onError: (e) =>
-          log.error({ err: e.message }, "discovery file reload failed; keeping the previous pool"),
-      });
-      stops.push(stop);
-    }
-    statics.forEach((v, i) => {
-      store.upsert(parseEndpointFlag(v, i));
-    });
-    if (!o.discoveryFile && statics.length === 0) {
-      if (!o.poolName)
-        throw new Error("no discovery: give --pool-name (Kubernetes), --discovery-file or --endpoint");
-      const kc = o.kubeConfigObject ?? new KubeConfig();
-      if (!o.kubeConfigObject) {
-        if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
-        else kc.loadFromDefault();
-      }
-      const disc = new KubernetesDiscovery({
-        kubeConfig: kc,
-        poolName: o.poolName,
-        namespace:
-          o.poolNamespace ??
-          process.env.POD_NAMESPACE ??
-          kc.getContextObject(kc.getCurrentContext())?.namespace ??
-          "default",
-        poolGroup: o.poolGroup,
-        store,
-      });
-      disc.start();
-      stops.push(() => disc.stop());
-      ready = () => disc.synced();
-      policies = disc.policies;
-    }
-    const scraper = new MetricsScraper(store, { intervalMs: o.refreshMetricsIntervalMs ?? 50 });
-    scraper.start();
-    stops.push(() => scraper.stop());
+  try {
+    return await startAll();
+  } catch (e) {
+    for (const stop of stops.reverse()) await stop();
+    throw e;
   }
 
-  const tls = extProcCredentials({ secureServing: o.secureServing, certPath: o.certPath });
-  const ext = await startExtProcServer({
-    host,
-    port: o.grpcPort,
-    credentials: tls.credentials,
-    mode: o.bodyBasedRouting ? "bbr" : "epp",
-    runtime,
-    store,
-    policies,
-    disableSubsetFilter: o.disableEndpointSubsetFilter,
-  });
-  stops.push(() => ext.close());
-  const health = await startHealthServer({ host, port: o.grpcHealthPort, ready });
-  stops.push(() => health.close());
-  const metricsServer: Server = createServer((req, res) => {
-    if ((req.url ?? "").split("?")[0] !== "/metrics") {
-      res.writeHead(404).end();
-      return;
+  async function startAll(): Promise<RunningEpp> {
+    let ready: () => boolean = () => true;
+    let policies: KubernetesDiscovery["policies"] | undefined;
+
+    if (!o.bodyBasedRouting) {
+      const statics = o.endpoints ?? [];
+      if (o.discoveryFile) {
+        const stop = watchDiscoveryFile(o.discoveryFile, (eps) => store.replaceAll(eps), {
+          watch: true,
+          onError: (e) =>
+            log.error({ err: e.message }, "discovery file reload failed; keeping the previous pool"),
+        });
+        stops.push(stop);
+      }
+      statics.forEach((v, i) => {
+        store.upsert(parseEndpointFlag(v, i));
+      });
+      if (!o.discoveryFile && statics.length === 0) {
+        if (!o.poolName)
+          throw new Error("no discovery: give --pool-name (Kubernetes), --discovery-file or --endpoint");
+        const kc = o.kubeConfigObject ?? new KubeConfig();
+        if (!o.kubeConfigObject) {
+          if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
+          else kc.loadFromDefault();
+        }
+        const disc = new KubernetesDiscovery({
+          kubeConfig: kc,
+          poolName: o.poolName,
+          namespace:
+            o.poolNamespace ??
+            process.env.POD_NAMESPACE ??
+            kc.getContextObject(kc.getCurrentContext())?.namespace ??
+            "default",
+          poolGroup: o.poolGroup,
+          store,
+        });
+        disc.start();
+        stops.push(() => disc.stop());
+        ready = () => disc.synced();
+        policies = disc.policies;
+      }
+      const scraper = new MetricsScraper(store, { intervalMs: o.refreshMetricsIntervalMs ?? 50 });
+      scraper.start();
+      stops.push(() => scraper.stop());
     }
-    updatePoolGauges(runtime.metrics, store, poolName);
-    runtime.metrics.metricsText().then(
-      (text) => {
-        res.writeHead(200, { "content-type": runtime.metrics.registry.contentType });
-        res.end(text);
-      },
-      (e: Error) => {
-        res.writeHead(500).end(e.message);
-      },
+
+    const ext = await startExtProcServer({
+      host,
+      port: o.grpcPort,
+      credentials: tls.credentials,
+      mode: o.bodyBasedRouting ? "bbr" : "epp",
+      runtime,
+      store,
+      policies,
+      disableSubsetFilter: o.disableEndpointSubsetFilter,
+    });
+    stops.push(() => ext.close());
+    const health = await startHealthServer({ host, port: o.grpcHealthPort, ready });
+    stops.push(() => health.close());
+    const metricsServer: Server = createServer((req, res) => {
+      if ((req.url ?? "").split("?")[0] !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      updatePoolGauges(runtime.metrics, store, poolName);
+      runtime.metrics.metricsText().then(
+        (text) => {
+          res.writeHead(200, { "content-type": runtime.metrics.registry.contentType });
+          res.end(text);
+        },
+        (e: Error) => {
+          res.writeHead(500).end(e.message);
+        },
+      );
+    });
+    metricsServer.listen(o.metricsPort, host);
+    await once(metricsServer, "listening");
+    stops.push(
+      () =>
+        new Promise<void>((r) => {
+          metricsServer.closeAllConnections();
+          metricsServer.close(() => r());
+        }),
     );
-  });
-  metricsServer.listen(o.metricsPort, host);
-  await once(metricsServer, "listening");
-  stops.push(
-    () =>
-      new Promise<void>((r) => {
-        metricsServer.closeAllConnections();
-        metricsServer.close(() => r());
-      }),
-  );
-  log.info(
-    {
+    log.info(
+      {
+        grpcPort: ext.port,
+        healthPort: health.port,
+        metricsPort: (metricsServer.address() as AddressInfo).port,
+        tls: tls.source,
+        mode: o.bodyBasedRouting ? "body-based-routing" : "epp",
+      },
+      "llmd epp listening",
+    );
+    return {
       grpcPort: ext.port,
       healthPort: health.port,
       metricsPort: (metricsServer.address() as AddressInfo).port,
-      tls: tls.source,
-      mode: o.bodyBasedRouting ? "body-based-routing" : "epp",
-    },
-    "llmd epp listening",
-  );
-  return {
-    grpcPort: ext.port,
-    healthPort: health.port,
-    metricsPort: (metricsServer.address() as AddressInfo).port,
-    store,
-    certPem: tls.certPem,
-    async close() {
-      for (const s of stops.reverse()) await s();
-    },
-  };
+      store,
+      certPem: tls.certPem,
+      async close() {
+        for (const s of stops.reverse()) await s();
+      },
+    };
+  }
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];

@@ -369,6 +369,7 @@ class EppStream extends StreamBase {
 
   private async dispatch(): Promise<void> {
     this.dispatched = true;
+    const t0 = process.hrtime.bigint();
     const raw = this.bodyChunks.length === 1 ? this.bodyChunks[0]! : Buffer.concat(this.bodyChunks);
     this.bodyChunks = [];
     const { headers, clientInternal } = this.cleanHeaders();
@@ -399,7 +400,8 @@ class EppStream extends StreamBase {
         continue;
       set.push(setHeader(k, v));
     }
-    const remove = clientInternal.filter((k) => prep.request.headers[k] === undefined);
+    const setKeys = new Set(set.map((h) => h.header.key));
+    const remove = clientInternal.filter((k) => prep.request.headers[k] === undefined && !setKeys.has(k));
     this.tracking = trackResponse(this.opts.runtime, prep);
     this.send(
       headersResponse(
@@ -410,6 +412,7 @@ class EppStream extends StreamBase {
       ),
       ...streamedBodyResponses("request", prep.body, true),
     );
+    this.opts.runtime.metrics.requestProcessingDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
   }
 
   /** GET / no body: a random ready endpoint (llm-d `fallbackToRandomEndpoint`). */
@@ -467,6 +470,7 @@ class EppStream extends StreamBase {
   }
 
   private onResponseBody(body: Buffer, eos: boolean): void {
+    const t0 = process.hrtime.bigint();
     this.tracking?.chunk(body);
     if (this.streaming) {
       this.send(...streamedBodyResponses("response", this.rewriteModel(body), eos));
@@ -478,6 +482,7 @@ class EppStream extends StreamBase {
         this.send(...streamedBodyResponses("response", this.rewriteModel(all), true));
       }
     }
+    this.opts.runtime.metrics.responseProcessingDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     if (eos) this.tracking?.complete();
   }
 

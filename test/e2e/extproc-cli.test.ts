@@ -7,13 +7,17 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import type { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { KubeConfig } from "@kubernetes/client-node";
 import { runEpp } from "../../src/cli/epp.js";
 import { loadProtos, type PbProcessingResponse } from "../../src/extproc/proto.js";
+import { generateSelfSignedCert } from "../../src/extproc/selfsigned.js";
 import { FakeApiServer, inferencePool, pod } from "../k8s/fake-apiserver.js";
 
 async function until(em: EventEmitter, event: string, pred: () => boolean): Promise<void> {
@@ -144,4 +148,43 @@ test("runEpp with Kubernetes discovery: readiness follows the InferencePool", {
     await epp.close();
     await api.close();
   }
+});
+
+test("runEpp --cert-path: serves the given tls.crt/tls.key; a missing file is named", {
+  timeout: 30_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "llmd-tls-"));
+  const { cert, key } = generateSelfSignedCert({ commonName: "given-cert" });
+  writeFileSync(join(dir, "tls.crt"), cert);
+  writeFileSync(join(dir, "tls.key"), key);
+  const base = {
+    host: "127.0.0.1",
+    grpcPort: 0,
+    grpcHealthPort: 0,
+    metricsPort: 0,
+    secureServing: true,
+    endpoints: ["127.0.0.1:1"],
+  };
+  const epp = await runEpp({ ...base, certPath: dir });
+  const { ExternalProcessor } = loadProtos();
+  const client = new ExternalProcessor(
+    `127.0.0.1:${epp.grpcPort}`,
+    grpc.credentials.createSsl(Buffer.from(cert)),
+    {
+      "grpc.ssl_target_name_override": "localhost",
+    },
+  ) as unknown as grpc.Client;
+  try {
+    assert.equal(epp.certPem, cert);
+    // the TLS handshake succeeds only if the server presents the given certificate
+    await new Promise<void>((resolve, reject) =>
+      client.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())),
+    );
+  } finally {
+    client.close();
+    await epp.close();
+  }
+  rmSync(join(dir, "tls.key"));
+  await assert.rejects(runEpp({ ...base, certPath: dir }), /cannot read .*tls\.key/);
+  rmSync(dir, { recursive: true });
 });

@@ -176,6 +176,7 @@ describe("ext_proc EPP", () => {
           "content-type": "application/json",
           "x-llm-d-inference-objective": "critical",
           "x-kv-cache-source-host-port": "6.6.6.6:1",
+          "x-gateway-destination-endpoint": "6.6.6.6:2",
           "x-user": "alice",
         }),
         end_of_stream: false,
@@ -201,7 +202,8 @@ describe("ext_proc EPP", () => {
     // system-owned and pseudo headers are not set back
     assert.equal(set["x-llm-d-inference-objective"], undefined);
     assert.equal(set[":path"], undefined);
-    // a client-sent internal routing header no plugin set is removed
+    // a client-sent internal routing header no plugin set is removed; a client-sent destination
+    // is overwritten by the EPP's (set, not removed)
     assert.deepEqual(common.header_mutation?.remove_headers, ["x-kv-cache-source-host-port"]);
     const md = fromPbStruct(h.dynamic_metadata!);
     assert.deepEqual(md, { "envoy.lb": { "x-gateway-destination-endpoint": "10.0.0.1:8000,10.0.0.2:8000" } });

@@ -203,7 +203,7 @@ export class KubernetesDiscovery extends EventEmitter {
   /** Reflector counters by resource path (diagnostics, tests). */
   stats(): Record<string, Reflector<KubeObject>["stats"]> {
     const out: Record<string, Reflector<KubeObject>["stats"]> = {};
-    for (const r of this.reflectors) out[(r as unknown as { opts: { path: string } }).opts.path] = r.stats;
+    for (const r of this.reflectors) out[r.path] = r.stats;
     return out;
   }
 

@@ -52,7 +52,10 @@ export interface ReflectorOptions<T extends KubeObject> {
   maxBackoffMs?: number;
   /** server-side watch timeout, s (default 300–600, random; as client-go) */
   watchTimeoutSeconds?: number;
-  /** inactivity timeout of one watch connection, ms (default 60 000; bookmarks keep it alive) */
+  /**
+   * inactivity timeout of one watch connection, ms (default: the server-side timeout + 30 s, so
+   * a quiet collection is closed by the server, not by this timer)
+   */
   watchInactivityMs?: number;
 }
 
@@ -81,6 +84,11 @@ export class Reflector<T extends KubeObject> {
     private readonly opts: ReflectorOptions<T>,
     private readonly handlers: ReflectorHandlers<T>,
   ) {}
+
+  /** API path of the collection */
+  get path(): string {
+    return this.opts.path;
+  }
 
   /** last seen resourceVersion */
   get resourceVersion(): string {
@@ -140,7 +148,9 @@ export class Reflector<T extends KubeObject> {
     return new Promise((resolve, reject) => {
       const w = new Watch(this.opts.kubeConfig);
       // the client's inactivity timer (private field, default 30 s)
-      (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.opts.watchInactivityMs ?? 60_000;
+      const timeoutSeconds = this.opts.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300);
+      (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs =
+        this.opts.watchInactivityMs ?? (timeoutSeconds + 30) * 1000;
       let progressed = false;
       let gone = false;
       this.stats.watches++;
@@ -149,7 +159,7 @@ export class Reflector<T extends KubeObject> {
         {
           allowWatchBookmarks: true,
           resourceVersion: this.rv,
-          timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300),
+          timeoutSeconds,
         },
         (type: string, obj: T & { code?: number }) => {
           if (this.stopped || gone) return;
