@@ -4,8 +4,9 @@
  * `shared/fixtures/vllm/metric-families-v0.26.0.txt`), one prom-client registry per server.
  *
  * - Gauges and cumulative counters are read from {@link Engine.stats} at scrape time.
- * - Histograms are observed per event with label children cached once (no label lookups in
- *   the hot path). Latencies are **wall-clock seconds as a client sees them**; with the sim's
+ * - Histograms are {@link FastHistogram}s: fixed label set, an array of bucket counts, no label
+ *   hashing or validation per observation (prom-client's labelled children re-hash their labels
+ *   on every `observe`); prom-client only renders them. Latencies are **wall-clock seconds as a client sees them**; with the sim's
  *   `--time-scale` > 1 they shrink by that factor.
  * - Labels: `model_name` (first served model name) and `engine="0"` on every vLLM family;
  *   `vllm:cache_config_info` carries CacheConfig fields + `engine` (value 1);
@@ -13,7 +14,7 @@
  *   emitted as the sim does (value = Unix seconds, no adapters).
  * - `vllm:request_success_total{finished_reason}` is pre-created for stop, length, abort.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import * as N from "../metrics/vllm-names.js";
 import type { Engine, EngineFinish, FinishReason } from "./engine.js";
 
@@ -56,6 +57,76 @@ export interface ModelServerMetricsOptions {
 }
 
 type Child = { observe(v: number): void };
+
+/**
+ * A histogram with one fixed label set, rendered by a prom-client {@link Registry} (it
+ * implements the registry's metric contract: `name`, `help`, `type`, `aggregator`, `get()`,
+ * `reset()`). `observe` is O(buckets) with no allocation.
+ */
+export class FastHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  /**
+   * @param name metric name
+   * @param help help text
+   * @param bounds bucket upper bounds, ascending (+Inf is implicit)
+   * @param labels the one label set of every series
+   */
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+    private readonly labels: Readonly<Record<string, string>>,
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  /** Adds one observation (non-finite values are ignored). */
+  observe(v: number): void {
+    if (!Number.isFinite(v)) return;
+    this.sum += v;
+    this.count++;
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= b[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+
+  /** Zeroes all counts. */
+  reset(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
+  }
+
+  /** The prom-client metric object (cumulative buckets, `+Inf`, `_sum`, `_count`). */
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { value: number; labels: Record<string, string | number>; metricName: string }[];
+  }> {
+    const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
+    const bucket = `${this.name}_bucket`;
+    let acc = 0;
+    for (let i = 0; i < this.bounds.length; i++) {
+      acc += this.counts[i]!;
+      values.push({ value: acc, labels: { ...this.labels, le: this.bounds[i]! }, metricName: bucket });
+    }
+    values.push({ value: this.count, labels: { ...this.labels, le: "+Inf" }, metricName: bucket });
+    values.push({ value: this.sum, labels: { ...this.labels }, metricName: `${this.name}_sum` });
+    values.push({ value: this.count, labels: { ...this.labels }, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
 
 /** The metrics of one model server. */
 export class ModelServerMetrics {
@@ -244,9 +315,10 @@ export class ModelServerMetrics {
     for (const c of Object.values(this.success)) c.inc(0);
 
     const hist = (name: string, help: string, buckets: number[]): Child => {
-      const h = new Histogram({ name, help, labelNames, buckets, registers: [reg] });
-      h.zero(base);
-      return h.labels(base);
+      const h = new FastHistogram(name, help, buckets, base);
+      // FastHistogram implements the registry's metric contract (see its doc).
+      reg.registerMetric(h as unknown as Metric);
+      return h;
     };
     this.ttft = hist(
       N.VLLM_TIME_TO_FIRST_TOKEN_SECONDS,
