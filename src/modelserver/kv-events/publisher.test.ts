@@ -389,4 +389,26 @@ describe("KV events over ZMQ", T, () => {
     assert.equal(sub.stats.drops.unknown_parent, 1); // block 2's parent was lost
     assert.equal(matched(index), 0);
   });
+
+  it("connects (centralized EPP mode) when the endpoint has no wildcard", async () => {
+    const sub = new Subscriber({ linger: 0 });
+    await sub.bind("tcp://127.0.0.1:*");
+    sub.subscribe("kv@");
+    const pub = await KvEventPublisher.create({
+      enable_kv_cache_events: true,
+      endpoint: sub.lastEndpoint!, // tcp://127.0.0.1:<port>: no wildcard → connect
+      topic: kvTopic(EP, MODEL),
+    });
+    cleanups.push(
+      async () => sub.close(),
+      () => pub.close(),
+    );
+    assert.equal(pub.endpoint, sub.lastEndpoint);
+    await pub.waitForSubscriber();
+    pub.allCleared();
+    await pub.flush();
+    const frames = await sub.receive();
+    assert.equal(decodeSeq(frames[1]!), 0);
+    assert.deepEqual(decodeBatch(frames[2]!).batch.events, [{ type: "AllBlocksCleared" }]);
+  });
 });
