@@ -563,10 +563,10 @@ async function inference(
     const object = isChat ? "chat.completion.chunk" : "text_completion";
     // SSE events of one engine output are written together (one socket write).
     let pending = "";
+    // `{"id","object","created","model","choices"[,"usage"]}` with the constant head built once
+    const head = `data: {"id":${JSON.stringify(id)},"object":"${object}","created":${created},"model":${JSON.stringify(model)},"choices":`;
     const send = (choices: unknown[], usage?: unknown) => {
-      const chunk: Record<string, unknown> = { id, object, created, model, choices };
-      if (usage !== undefined) chunk.usage = usage;
-      pending += `data: ${JSON.stringify(chunk)}\n\n`;
+      pending += `${head}${JSON.stringify(choices)}${usage !== undefined ? `,"usage":${JSON.stringify(usage)}` : ""}}\n\n`;
     };
     const flush = () => {
       if (pending !== "" && !res.destroyed) res.write(pending);
