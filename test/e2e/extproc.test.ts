@@ -59,8 +59,14 @@ class TestPlugin implements PreRequest, ResponseComplete, Plugin {
     request.headers["x-prefiller-host-port"] = "10.0.0.9:8000";
     request.headers["x-test-added"] = "yes";
   }
+  private waiters: ((r: ResponseInfo) => void)[] = [];
   responseComplete(_request: InferenceRequest, response: ResponseInfo): void {
     this.completed.push({ ...response });
+    for (const w of this.waiters.splice(0)) w({ ...response });
+  }
+  /** resolves with the next completed response */
+  nextComplete(): Promise<ResponseInfo> {
+    return new Promise((r) => this.waiters.push(r));
   }
 }
 
@@ -417,6 +423,44 @@ describe("ext_proc EPP", () => {
   });
 });
 
+describe("ext_proc EPP stream end", () => {
+  test("a stream cancelled mid-response completes the request with client-disconnect", async () => {
+    const plugin = new TestPlugin();
+    const runtime = makeRuntime([plugin]);
+    const ext = await startExtProcServer({ host: "127.0.0.1", port: 0, runtime, store: makeStore() });
+    const { ExternalProcessor } = loadProtos();
+    const client = new ExternalProcessor(
+      `127.0.0.1:${ext.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as Client;
+    try {
+      const s = open(client);
+      s.send({
+        request_headers: { headers: hdrs({ ":path": "/v1/chat/completions" }), end_of_stream: false },
+      });
+      s.send({ request_body: { body: chatBody("m1", "hi"), end_of_stream: true } });
+      await s.next();
+      await s.next();
+      s.send({
+        response_headers: { headers: hdrs({ ":status": "200", "content-type": "text/event-stream" }) },
+      });
+      await s.next();
+      s.send({ response_body: { body: Buffer.from('data: {"choices":[]}\n\n'), end_of_stream: false } });
+      await s.next();
+      const done = plugin.nextComplete();
+      s.call.cancel();
+      const info = await done;
+      assert.equal(info.terminationCause, "client-disconnect");
+      assert.equal(info.endOfStream, false);
+      const text = await runtime.metrics.metricsText();
+      assert.match(text, /llm_d_epp_request_running\{[^}]*model_name="m1"[^}]*\} 0\n/);
+    } finally {
+      client.close();
+      await ext.close();
+    }
+  });
+});
+
 describe("ext_proc EPP without endpoints", () => {
   test("no ready endpoint → ImmediateResponse 503 with drop reason", async () => {
     const ext = await startExtProcServer({
@@ -527,7 +571,12 @@ describe("body-based routing and TLS", () => {
 describe("gRPC health", () => {
   test("liveness always serving; readiness and the ext_proc service follow ready()", async () => {
     let ready = false;
-    const h = await startHealthServer({ host: "127.0.0.1", port: 0, ready: () => ready });
+    const h = await startHealthServer({
+      host: "127.0.0.1",
+      port: 0,
+      ready: () => ready,
+      watchIntervalMs: 10,
+    });
     const { Health } = loadProtos();
     const client = new Health(
       `127.0.0.1:${h.port}`,
@@ -550,6 +599,24 @@ describe("gRPC health", () => {
       assert.equal(await check(HEALTH_SERVICES.readiness), "SERVING");
       assert.equal(await check("envoy.service.ext_proc.v3.ExternalProcessor"), "SERVING");
       await assert.rejects(check("nope"), (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND);
+      // Watch streams the current status, then changes
+      const w = (
+        client as unknown as { Watch(r: { service: string }): grpc.ClientReadableStream<{ status: string }> }
+      ).Watch({
+        service: "readiness",
+      });
+      const statuses: string[] = [];
+      const gotTwo = new Promise<void>((resolve) =>
+        w.on("data", (m: { status: string }) => {
+          statuses.push(m.status);
+          if (statuses.length === 1) ready = false;
+          if (statuses.length === 2) resolve();
+        }),
+      );
+      w.on("error", () => {});
+      await gotTwo;
+      w.cancel();
+      assert.deepEqual(statuses, ["SERVING", "NOT_SERVING"]);
     } finally {
       client.close();
       await h.close();
