@@ -38,6 +38,7 @@ import type { Endpoint } from "../framework/types.js";
 import { logger } from "../log.js";
 import {
   errorToResponse,
+  hintIp,
   type PipelineRuntime,
   type PreparedRequest,
   prepareRequest,
@@ -346,8 +347,8 @@ class EppStream extends StreamBase {
   private requestPath(): string {
     return (
       this.headers[":path"] ||
-      this.headers["x-original-path"] ||
-      this.headers["x-forwarded-path"] ||
+      this.headers[H.ORIGINAL_PATH] ||
+      this.headers[H.FORWARDED_PATH] ||
       DEFAULT_REQUEST_PATH
     );
   }
@@ -420,7 +421,7 @@ class EppStream extends StreamBase {
     let ready = this.opts.store.ready();
     const hint = this.subsetHint();
     if (hint) {
-      const ips = new Set(hint.map((h) => h.split(":")[0]));
+      const ips = new Set(hint.map(hintIp));
       ready = ready.filter((e) => ips.has(e.metadata.address));
     }
     if (ready.length === 0) {

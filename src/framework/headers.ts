@@ -61,6 +61,9 @@ export const VIDEO_DURATION_SECONDS = "x-llm-d-video-duration-seconds";
 export const VIDEO_RESOLUTION = "x-llm-d-video-resolution";
 /** Debug header the ext_proc EPP sets on response headers (reference/epp.md §1.2 step 3). */
 export const WENT_INTO_RESP_HEADERS = "x-went-into-resp-headers";
+/** Request path fallbacks when `:path` is absent (reference/epp.md §1.2 step 2). */
+export const ORIGINAL_PATH = "x-original-path";
+export const FORWARDED_PATH = "x-forwarded-path";
 /** Dynamic-metadata namespace of the destination and served endpoint (reference/epp.md §1.4). */
 export const DESTINATION_ENDPOINT_NAMESPACE = "envoy.lb";
 /** Metadata namespace of the proxy's subset hint (reference/epp.md §1.4). */
