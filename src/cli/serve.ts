@@ -107,7 +107,7 @@ export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
     port: f.port,
     servedModelNames: f.servedModelName && f.servedModelName.length > 0 ? f.servedModelName : [f.model],
     maxRequestBodySizeMb: f.maxRequestBodySizeMb,
-    podName: f.podName,
+    podName: f.podName ?? (process.env.POD_NAME || undefined),
     enablePromptTokensDetails: f.enablePromptTokensDetails,
     maxLoras: f.maxLoras,
   };
@@ -142,43 +142,58 @@ export function registerServe(program: Command): void {
       "constant | per-token (default: constant if --time-to-first-token)",
       "",
     )
-    .option("--time-to-first-token <dur>", "constant-calculator TTFT", dur, d.timeToFirstTokenMs)
+    .option(
+      "--time-to-first-token <dur>",
+      "constant-calculator TTFT (Go duration like 250us/12ms/1s, or ms)",
+      dur,
+      d.timeToFirstTokenMs,
+    )
     .option(
       "--prefill-overhead <dur>",
-      "per-token calculator: overhead of a step with prefill",
+      "per-token calculator: overhead of a step with prefill (Go duration like 250us/12ms/1s, or ms)",
       dur,
       d.prefillOverheadMs,
     )
     .option(
       "--prefill-time-per-token <dur>",
-      "per-token calculator: time per prefill token",
+      "per-token calculator: time per prefill token (Go duration like 250us/12ms/1s, or ms)",
       dur,
       d.prefillTimePerTokenMs,
     )
-    .option("--inter-token-latency <dur>", "decode step time for one sequence", dur, d.interTokenLatencyMs)
+    .option(
+      "--inter-token-latency <dur>",
+      "decode step time for one sequence (Go duration like 250us/12ms/1s, or ms)",
+      dur,
+      d.interTokenLatencyMs,
+    )
     .option(
       "--decode-batch-factor <f>",
       "extra fraction of ITL per additional decoding sequence",
       num(0),
       d.decodeBatchFactor,
     )
-    .option("--step-overhead <dur>", "fixed cost of every engine step", dur, d.stepOverheadMs)
+    .option(
+      "--step-overhead <dur>",
+      "fixed cost of every engine step (Go duration like 250us/12ms/1s, or ms)",
+      dur,
+      d.stepOverheadMs,
+    )
     .option("--time-scale <f>", "speed-up: every duration is divided by it", num(0, true), d.timeScale)
     .option(
       "--kv-cache-transfer-latency <dur>",
-      "P/D decode side: constant KV pull time (0 = per-token time)",
+      "P/D decode side: constant KV pull time (0 = per-token time) (Go duration like 250us/12ms/1s, or ms)",
       dur,
       d.kvCacheTransferLatencyMs,
     )
     .option(
       "--kv-cache-transfer-time-per-token <dur>",
-      "P/D decode side: KV pull time per prompt token",
+      "P/D decode side: KV pull time per prompt token (Go duration like 250us/12ms/1s, or ms)",
       dur,
       d.kvCacheTransferTimePerTokenMs,
     )
     .option("--max-waiting-queue-length <n>", "waiting requests before 429", int(0), d.maxWaitingQueueLength)
     .option("--max-request-body-size-mb <mb>", "request body limit, MiB", num(0, true), 4)
-    .option("--pod-name <name>", "x-inference-pod header (default: host:port)")
+    .option("--pod-name <name>", "x-inference-pod header (default: $POD_NAME, else host:port)")
     .option(
       "--enable-prompt-tokens-details",
       "report usage.prompt_tokens_details.cached_tokens (default)",
