@@ -10,8 +10,8 @@
  *
  * Requirements on the engine: its model accepts prompts of a few hundred tokens, honours
  * `ignore_eos` + `max_tokens` exactly, reuses a cached prefix of ≥ 2 full blocks for an
- * identical second request, and a request with `max_tokens` 4000 is still running 1 token
- * later (for the disconnect test).
+ * identical second request, and a request with `max_tokens` min(4000, max_model_len − 2 ×
+ * prompt) is still running after its first streamed chunk (for the disconnect test).
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -410,7 +410,10 @@ export function runModelServerContract(name: string, makeEngine: () => Engine | 
         body: JSON.stringify({
           model,
           prompt: words(64, "dc"),
-          max_tokens: 4000,
+          max_tokens: Math.min(
+            4000,
+            engine.info.maxModelLen - 2 * engine.tokenizer.encode(words(64, "dc")).length,
+          ),
           ignore_eos: true,
           stream: true,
         }),
