@@ -225,6 +225,8 @@ class Seq {
   /** P/D prefill leg (`kv_transfer_params.do_remote_decode`) */
   readonly remoteDecode: boolean;
   loadTimer: NodeJS.Timeout | null = null;
+  /** all tokens but the latest are computed: the next step is a one-token decode */
+  inDecode = false;
 
   constructor(
     readonly req: EngineRequest,
@@ -496,7 +498,7 @@ export class SimEngine implements Engine {
         }
       }
       if (!ok) break;
-      const decode = (seq.outputs > 0 || (seq.remotePrefill && seq.computed > 0)) && need === 1;
+      const decode = seq.inDecode && need === 1;
       out.push([seq, n, decode]);
       budget -= n;
       i++;
@@ -509,6 +511,7 @@ export class SimEngine implements Engine {
     while (this.loaded.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
       const seq = this.loaded.shift()!;
       seq.state = RUNNING;
+      seq.inDecode = true;
       this.running.push(seq);
       out.push([seq, 1, true]);
       budget -= 1;
@@ -592,6 +595,7 @@ export class SimEngine implements Engine {
     seq.blocks = [];
     seq.computed = 0;
     seq.committed = 0;
+    seq.inDecode = false;
     seq.state = WAITING;
     seq.preemptions++;
     this.counters.preemptions++;
@@ -620,6 +624,7 @@ export class SimEngine implements Engine {
       const id = seq.plan.next();
       seq.tokens.push(id);
       seq.outputs++;
+      seq.inDecode = true;
       this.counters.generationTokens++;
       if (seq.outputs === 1) {
         seq.firstTokenWall = now;
