@@ -6,6 +6,8 @@ import { Command } from "commander";
 import { registerBench } from "./bench.js";
 import { registerConfig } from "./config.js";
 import { registerDoctor } from "./doctor.js";
+import { registerEpp } from "./epp.js";
+import { registerModel } from "./model.js";
 import { registerRouter } from "./router.js";
 import { registerServe } from "./serve.js";
 import { registerSidecar } from "./sidecar.js";
@@ -26,6 +28,8 @@ registerSidecar(program);
 registerBench(program);
 registerConfig(program);
 registerDoctor(program);
+registerEpp(program);
+registerModel(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`llmd: ${e.message}\n`);

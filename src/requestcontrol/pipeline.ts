@@ -25,7 +25,7 @@ import * as H from "../framework/headers.js";
 import type { ResponseInfo, ResponseUsage } from "../framework/plugin.js";
 import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/types.js";
 import type { EppMetrics, RequestLabels } from "../metrics/epp.js";
-import { UsageTracker } from "../router/usage.js";
+import { UsageTracker } from "./usage.js";
 import { OBJECTIVE_ATTRIBUTE } from "./request.js";
 
 /**
