@@ -133,6 +133,7 @@ describe("router", () => {
     const flaky = await upstream((_q, _b, res) => res.writeHead(502).end());
     const good = await upstream();
     const { store, eps } = readyStore([flaky.port, good.port]);
+    eps[1]!.metrics.waitingQueueSize = 5; // the scheduler prefers the flaky endpoint while it is in the pool
     const r = await router(store, { outlier: { consecutiveFailures: 2, baseEjectionMs: 60_000 } });
     for (let i = 0; i < 4; i++) await (await post(r.url, { model: "m", prompt: `e${i}` })).text();
     const h = store.health(eps[0]!.metadata.id)!;
