@@ -151,6 +151,7 @@ export class KvEventPublisher {
   private subLoop: Promise<void> | null = null;
   private subs = 0;
   private lose = 0;
+  private handshaken = false;
   private subWaiters: (() => void)[] = [];
   private readonly topicBuf: Buffer;
 
@@ -161,6 +162,7 @@ export class KvEventPublisher {
     endpoint: string | null,
     replayEndpoint: string | null,
     private readonly clock: () => number,
+    connected: Promise<void> | null = null,
   ) {
     this.enabled = pub !== null;
     this.topic = opts.topic ?? "";
@@ -172,6 +174,12 @@ export class KvEventPublisher {
     this.replayEndpoint = replayEndpoint;
     if (router) this.replayLoop = this.serveReplay(router);
     if (pub) this.subLoop = this.watchSubscriptions(pub);
+    if (connected) {
+      void connected.then(() => {
+        this.handshaken = true;
+        this.wakeWaiters();
+      });
+    }
   }
 
   /**
@@ -190,11 +198,14 @@ export class KvEventPublisher {
     let actual = endpoint;
     let router: Router | null = null;
     let replayActual: string | null = null;
+    let connected: Promise<void> | null = null;
     try {
       if (publisherBinds(endpoint)) {
         await pub.bind(endpoint);
         actual = pub.lastEndpoint ?? endpoint;
       } else {
+        // observe before connecting, or the handshake may complete unseen
+        connected = new Promise<void>((resolve) => pub.events.on("handshake", () => resolve()));
         pub.connect(endpoint);
       }
       if (opts.replay_endpoint) {
@@ -207,7 +218,7 @@ export class KvEventPublisher {
       router?.close();
       throw err;
     }
-    return new KvEventPublisher(pub, router, opts, actual, replayActual, clock);
+    return new KvEventPublisher(pub, router, opts, actual, replayActual, clock, connected);
   }
 
   /** Sequence number the next batch will carry (= batches published so far). */
@@ -306,10 +317,21 @@ export class KvEventPublisher {
     return this.subs;
   }
 
-  /** Resolves once at least one subscription is active (immediately if one is). */
+  /**
+   * Resolves once at least one subscription is active (immediately if one is). In connect mode
+   * libzmq does not surface the SUB's subscription to the XPUB (observed with zeromq 6), so it
+   * resolves on the first completed connection handshake instead; a batch sent right after may
+   * still be filtered until the subscription arrives.
+   */
   waitForSubscriber(): Promise<void> {
-    if (this.subs > 0 || !this.enabled) return Promise.resolve();
+    if (this.subs > 0 || this.handshaken || !this.enabled) return Promise.resolve();
     return new Promise((resolve) => this.subWaiters.push(resolve));
+  }
+
+  private wakeWaiters(): void {
+    const w = this.subWaiters;
+    this.subWaiters = [];
+    for (const f of w) f();
   }
 
   private async watchSubscriptions(pub: XPublisher): Promise<void> {
@@ -318,9 +340,7 @@ export class KvEventPublisher {
         if (!msg || msg.length === 0) continue;
         if (msg[0] === 1) {
           this.subs++;
-          const w = this.subWaiters;
-          this.subWaiters = [];
-          for (const f of w) f();
+          this.wakeWaiters();
         } else if (msg[0] === 0 && this.subs > 0) this.subs--;
       }
     } catch (err) {
