@@ -1,8 +1,9 @@
 /**
  * `llmd serve` — the vLLM-compatible model server (DESIGN.md "Processes", "Two engines").
  *
- * `--engine sim` (default) runs the simulated accelerator; `--engine llama` is not available
- * yet (exit 2). Flags follow vLLM / llm-d-inference-sim names (reference/engine.md §6.2);
+ * `--engine sim` (default) runs the simulated accelerator; `--engine llama --model FILE.gguf`
+ * runs a real CPU engine (llama.cpp through node-llama-cpp, prebuilt binary only: never built or
+ * downloaded; `--threads` default 1, see docs/llama.md). Flags follow vLLM / llm-d-inference-sim names (reference/engine.md §6.2);
  * latency flags take Go durations (`250us`, `12ms`, `1s`) or plain numbers as ms.
  * Defaults: model `llmd/sim-8b`, max-model-len 8192, max-num-seqs 16, max-num-batched-tokens
  * 2048, block-size 16, kv-cache-size 1024 blocks, the "8B on H100" latency profile
@@ -42,6 +43,7 @@ const dur = (v: string): number => {
 /** Flags of `llmd serve` as commander returns them (after the parsers above). */
 export interface ServeFlags {
   engine: string;
+  threads: number;
   port: number;
   host: string;
   model: string;
@@ -119,7 +121,17 @@ export function registerServe(program: Command): void {
   const cmd = program
     .command("serve")
     .description("run a vLLM-compatible model server (--engine sim: simulated accelerator)")
-    .option("--engine <engine>", "engine: sim (llama: not available yet)", "sim")
+    .option(
+      "--engine <engine>",
+      "engine: sim (simulated accelerator) or llama (GGUF file given by --model)",
+      "sim",
+    )
+    .option(
+      "--threads <n>",
+      "llama engine: CPU threads (1 is fastest for decode on small machines)",
+      int(1),
+      1,
+    )
     .option("--port <port>", "listen port (0 = any free port)", int(0), MODEL_SERVER_PORT)
     .option("--host <host>", "listen address", "127.0.0.1")
     .option("--model <name>", "model name", d.model)
@@ -202,15 +214,32 @@ export function registerServe(program: Command): void {
     .option("--no-enable-prompt-tokens-details", "omit usage.prompt_tokens_details")
     .option("--max-loras <n>", "max_lora label of vllm:lora_requests_info", int(0), 1);
   cmd.action(async (f: ServeFlags) => {
-    if (f.engine === "llama") {
-      cmd.error("llmd serve: --engine llama is not available yet in this build; use --engine sim", {
-        exitCode: 2,
-      });
+    if (f.engine !== "sim" && f.engine !== "llama") {
+      cmd.error(`llmd serve: unknown engine "${f.engine}" (use sim or llama)`, { exitCode: 2 });
     }
-    if (f.engine !== "sim") cmd.error(`llmd serve: unknown engine "${f.engine}" (use sim)`, { exitCode: 2 });
     let opts: ModelServerOptions | undefined;
     try {
       opts = serveOptionsFromFlags(f);
+      if (f.engine === "llama") {
+        const { createLlamaEngine } = await import("../modelserver/engines/llama/engine.js");
+        // Only flags given on the command line override the llama engine's own defaults.
+        const given = (k: string) => cmd.getOptionValueSource(k) === "cli";
+        const engine = await createLlamaEngine({
+          modelPath: f.model,
+          model: f.servedModelName?.[0],
+          maxModelLen: given("maxModelLen") ? f.maxModelLen : undefined,
+          maxNumSeqs: given("maxNumSeqs") ? f.maxNumSeqs : undefined,
+          threads: f.threads,
+          blockSize: f.blockSize,
+          maxWaitingQueueLength: f.maxWaitingQueueLength,
+        });
+        opts = {
+          ...opts,
+          sim: undefined,
+          engine,
+          servedModelNames: f.servedModelName?.length ? f.servedModelName : [engine.info.model],
+        };
+      }
     } catch (e) {
       cmd.error(`llmd serve: ${(e as Error).message}`, { exitCode: 2 });
     }
