@@ -213,6 +213,8 @@ export class KvBlockIndex {
   private readonly tierIds = new Map<string, number>();
   /** medium as received (null → "") → tier id, so the hot path does not lower-case */
   private readonly rawTierIds = new Map<string, number>();
+  private lastMedium: string | null = null;
+  private lastTier = -1;
   private tierWeight = new Float64Array(16);
   private readonly tierWeights: Record<string, number>;
 
@@ -311,6 +313,15 @@ export class KvBlockIndex {
   }
 
   private tierId(medium: string | null): number {
+    // decoded media are interned strings: the last one usually matches by identity
+    if (medium === this.lastMedium && this.lastTier >= 0) return this.lastTier;
+    const t = this.tierIdSlow(medium);
+    this.lastMedium = medium;
+    this.lastTier = t;
+    return t;
+  }
+
+  private tierIdSlow(medium: string | null): number {
     const raw = medium ?? "";
     const known = this.rawTierIds.get(raw);
     if (known !== undefined) return known;
