@@ -131,10 +131,54 @@ export interface EngineInfo {
   kind: string;
 }
 
-/** Receives engine events the metrics histograms need. */
+/**
+ * A run of consecutive full blocks of one sequence that became cached (the data of a vLLM
+ * `BlockStored` KV event, reference/engine.md §3.3).
+ */
+export interface StoredBlocks {
+  /** engine hashes of the new blocks, in order */
+  blockHashes: bigint[];
+  /** tokens of all those blocks concatenated (`blockHashes.length × blockSize`) */
+  tokenIds: number[];
+  /** hash of the block before the first new one; null when the run starts the sequence */
+  parentHash: bigint | null;
+  /** tokens per block */
+  blockSize: number;
+}
+
+/**
+ * Receives engine events: the metrics histograms (`onIteration`) and KV-event publishers
+ * (`onBlocksStored`, `onBlocksRemoved`, `onStepEnd`). Combine several with
+ * {@link combineObservers}.
+ */
 export interface EngineObserver {
   /** one engine step scheduled `tokens` tokens (prefill + decode) */
   onIteration?(tokens: number): void;
+  /** full blocks became cached (prompt blocks after prefill, blocks filled while decoding, pulled blocks) */
+  onBlocksStored?(e: StoredBlocks): void;
+  /** cached blocks were evicted (their hashes dropped) */
+  onBlocksRemoved?(blockHashes: bigint[]): void;
+  /** a step (or a KV pull) finished: events of that step are complete (publishers flush here) */
+  onStepEnd?(): void;
+}
+
+/** One observer that forwards every event to each of `obs` in order. */
+export function combineObservers(...obs: (EngineObserver | null | undefined)[]): EngineObserver {
+  const list = obs.filter((o): o is EngineObserver => o != null);
+  return {
+    onIteration: (t) => {
+      for (const o of list) o.onIteration?.(t);
+    },
+    onBlocksStored: (e) => {
+      for (const o of list) o.onBlocksStored?.(e);
+    },
+    onBlocksRemoved: (h) => {
+      for (const o of list) o.onBlocksRemoved?.(h);
+    },
+    onStepEnd: () => {
+      for (const o of list) o.onStepEnd?.();
+    },
+  };
 }
 
 /**
@@ -171,7 +215,7 @@ export interface Engine {
   generate(req: EngineRequest): AsyncIterable<EngineOutput>;
   /** current state for metrics */
   stats(): EngineStats;
-  /** registers an observer (one; a later call replaces it) */
+  /** registers the observer (one; a later call replaces it: combine with {@link combineObservers}) */
   setObserver(o: EngineObserver | null): void;
   /** stops the loop and aborts all requests */
   close(): Promise<void>;

@@ -16,7 +16,7 @@
  */
 import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import * as N from "../metrics/vllm-names.js";
-import type { Engine, EngineFinish, FinishReason } from "./engine.js";
+import type { Engine, EngineFinish, EngineObserver, FinishReason } from "./engine.js";
 
 /** TTFT buckets, seconds (reference/engine.md §2.4). */
 export const TTFT_BUCKETS = [
@@ -149,6 +149,8 @@ export class ModelServerMetrics {
   private readonly cachedTokens: { inc(v?: number): void };
   private readonly iteration: Child;
   private readonly success: Record<FinishReason, { inc(v?: number): void }>;
+  /** engine observer feeding `vllm:iteration_tokens_total` (the server registers it) */
+  readonly observer: EngineObserver;
 
   constructor(engine: Engine, opts: ModelServerMetricsOptions) {
     const reg = this.registry;
@@ -397,7 +399,7 @@ export class ModelServerMetrics {
       "Histogram of number of tokens per engine_step.",
       ITERATION_TOKENS_BUCKETS,
     );
-    engine.setObserver({ onIteration: (t) => this.iteration.observe(t) });
+    this.observer = { onIteration: (t) => this.iteration.observe(t) };
   }
 
   /** First token of a request arrived, `s` seconds after the request. */

@@ -362,6 +362,29 @@ describe("model server with the sim engine: load effects", () => {
     }
   });
 
+  it("forwards engine events to extra observers alongside the metrics", async () => {
+    const stored: number[] = [];
+    const srv = await startModelServer({
+      sim: { timeScale: 1000 },
+      observers: [{ onBlocksStored: (e) => stored.push(e.blockHashes.length) }],
+    });
+    try {
+      const r = await fetch(
+        `${srv.url}/v1/completions`,
+        json({ model: "llmd/sim-8b", prompt: words(40), max_tokens: 1 }),
+      );
+      assert.equal(r.status, 200);
+      assert.deepEqual(stored, [2]);
+      const text = await (await fetch(`${srv.url}/metrics`)).text();
+      assert.ok(
+        metricValue(text, "vllm:iteration_tokens_total_count") >= 1,
+        "metrics observer still registered",
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("omits prompt_tokens_details when disabled (null non-stream)", async () => {
     const srv = await startModelServer({ sim: { timeScale: 1000 }, enablePromptTokensDetails: false });
     try {

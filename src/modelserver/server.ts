@@ -50,7 +50,13 @@ import {
 } from "../api/openai.js";
 import { INFERENCE_POD, INFERENCE_PORT, REQUEST_ID } from "../framework/headers.js";
 import { logger } from "../log.js";
-import type { Engine, EngineFinish, EngineOutput } from "./engine.js";
+import {
+  combineObservers,
+  type Engine,
+  type EngineFinish,
+  type EngineObserver,
+  type EngineOutput,
+} from "./engine.js";
 import { SimEngine, type SimEngineOptions } from "./engines/sim/engine.js";
 import { ModelServerMetrics } from "./metrics.js";
 import type { TemplateMessage } from "./tokenizer.js";
@@ -80,6 +86,8 @@ export interface ModelServerOptions {
   enablePromptTokensDetails?: boolean;
   /** `max_lora` label of `vllm:lora_requests_info` (default 1) */
   maxLoras?: number;
+  /** more engine observers (e.g. a KV-event publisher), combined with the metrics' one */
+  observers?: EngineObserver[];
 }
 
 /** A listening model server. */
@@ -116,6 +124,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
   const servedList =
     opts.servedModelNames && opts.servedModelNames.length > 0 ? opts.servedModelNames : [engine.info.model];
   const metrics = new ModelServerMetrics(engine, { modelName: servedList[0]!, maxLoras: opts.maxLoras });
+  engine.setObserver(combineObservers(metrics.observer, ...(opts.observers ?? [])));
   const host = opts.host ?? "127.0.0.1";
   const ctx: Ctx = {
     engine,

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ApiError } from "../../../api/errors.js";
-import type { EngineFinish, EngineRequest } from "../../engine.js";
+import type { EngineFinish, EngineRequest, StoredBlocks } from "../../engine.js";
 import { SimEngine, type SimEngineOptions } from "./engine.js";
+import { blockHashes, firstBlockExtra } from "./kv-cache.js";
 
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
 
@@ -268,6 +269,41 @@ describe("SimEngine", () => {
     assert.ok(rec(e, b.requestId).prefillTokens > 8);
     assert.equal(e.stats().kvCacheUsage, 0);
     assert.equal(e.stats().generationTokens, 16);
+    await e.close();
+  });
+
+  it("reports stored (chained, per run) and evicted blocks to the observer for KV events", async () => {
+    const e = engine({ blockSize: 16, numGpuBlocks: 6 });
+    const stored: StoredBlocks[] = [];
+    const removed: bigint[] = [];
+    let stepEnds = 0;
+    e.setObserver({
+      onBlocksStored: (x) => stored.push(x),
+      onBlocksRemoved: (h) => removed.push(...h),
+      onStepEnd: () => {
+        stepEnds++;
+      },
+    });
+    const p = range(0, 40);
+    await run(e, req(p, 20)); // 40 prompt + 20 output: blocks 0,1 after prefill, block 2 while decoding
+    assert.equal(stored.length, 2);
+    assert.equal(stored[0]!.blockHashes.length, 2);
+    assert.deepEqual(stored[0]!.tokenIds, range(0, 32));
+    assert.equal(stored[0]!.parentHash, null);
+    assert.equal(stored[1]!.blockHashes.length, 1);
+    assert.equal(stored[1]!.parentHash, stored[0]!.blockHashes[1]);
+    assert.deepEqual(stored[1]!.tokenIds, [...range(32, 40), ...range(1000, 1008)]);
+    const expected = blockHashes([...p, ...range(1000, 1020)], 16, firstBlockExtra(e.info.model));
+    assert.deepEqual([...stored[0]!.blockHashes, ...stored[1]!.blockHashes], expected.slice(0, 3));
+    assert.equal(stepEnds, 20, "one prefill step + 19 decode steps");
+    // the same request again: its blocks are cache hits or already cached → no new events
+    await run(e, req(p, 20));
+    assert.equal(stored.length, 2);
+    assert.equal(removed.length, 0);
+    // a different 90-token prompt needs all 6 blocks: the 3 cached ones are evicted
+    await run(e, req(range(500, 590), 1));
+    assert.deepEqual(new Set(removed), new Set(expected.slice(0, 3)));
+    assert.equal(stored.at(-1)!.blockHashes.length, 5);
     await e.close();
   });
 

@@ -272,6 +272,8 @@ export class SimEngine implements Engine {
   private observer: EngineObserver | null = null;
   private loopActive = false;
   private preemptedInStep = false;
+  /** hashes evicted since the last `onBlocksRemoved` */
+  private readonly evicted: bigint[] = [];
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private wallDeadline = 0;
@@ -311,6 +313,7 @@ export class SimEngine implements Engine {
           : "per-token"
         : o.latencyCalculator;
     this.kv = new KvCache(o.numGpuBlocks, o.blockSize);
+    this.kv.onEvict = (h) => this.evicted.push(h);
     this.tokenizer = new SimTokenizer();
     this.words = new WordTokens(this.tokenizer);
     this.info = {
@@ -442,6 +445,7 @@ export class SimEngine implements Engine {
       if (this.steps.length > o.historySize) this.steps.shift();
     }
     this.observer?.onIteration?.(total);
+    this.emitEvicted();
     const apply = () => {
       this.timer = null;
       if (this.closed) {
@@ -450,6 +454,7 @@ export class SimEngine implements Engine {
       }
       this.simNowMs = startMs + stepMs;
       this.apply(batch);
+      this.observer?.onStepEnd?.();
       this.step();
     };
     const scaled = stepMs / o.timeScale;
@@ -576,8 +581,10 @@ export class SimEngine implements Engine {
       const total = seq.tokens.length;
       seq.computed = total - 1;
       const full = Math.floor(seq.computed / o.blockSize);
-      for (let b = seq.committed; b < full; b++) this.kv.commit(seq.blocks[b]!, seq.hashes[b]!);
+      this.commitBlocks(seq, seq.committed, full);
       seq.committed = Math.max(seq.committed, full);
+      this.emitEvicted();
+      this.observer?.onStepEnd?.();
       this.simNowMs = Math.max(this.simNowMs, startSim + ms);
       seq.state = LOADED;
       this.loaded.push(seq);
@@ -586,6 +593,40 @@ export class SimEngine implements Engine {
     const wall = ms / o.timeScale;
     if (wall >= 1) seq.loadTimer = setTimeout(done, wall);
     else setImmediate(done);
+  }
+
+  private emitEvicted(): void {
+    if (this.evicted.length === 0) return;
+    const hashes = this.evicted.splice(0);
+    this.observer?.onBlocksRemoved?.(hashes);
+  }
+
+  /**
+   * Registers the full blocks `[from, to)` of a sequence (hashes already computed) and reports
+   * each run of consecutive newly cached blocks as one `onBlocksStored` (blocks whose hash was
+   * already cached are not announced again).
+   */
+  private commitBlocks(seq: Seq, from: number, to: number): void {
+    const bs = this.opts.blockSize;
+    const obs = this.observer?.onBlocksStored ? this.observer : null;
+    let runStart = -1;
+    const emit = (start: number, end: number) => {
+      obs?.onBlocksStored?.({
+        blockHashes: seq.hashes.slice(start, end),
+        tokenIds: seq.tokens.slice(start * bs, end * bs),
+        parentHash: start > 0 ? seq.hashes[start - 1]! : null,
+        blockSize: bs,
+      });
+    };
+    for (let b = from; b < to; b++) {
+      const fresh = this.kv.commit(seq.blocks[b]!, seq.hashes[b]!);
+      if (fresh && runStart < 0) runStart = b;
+      if (!fresh && runStart >= 0) {
+        emit(runStart, b);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) emit(runStart, to);
   }
 
   private preempt(seq: Seq): void {
@@ -613,7 +654,7 @@ export class SimEngine implements Engine {
       const full = Math.floor(seq.computed / bs);
       if (full > seq.committed) {
         blockHashes(seq.tokens, bs, seq.firstExtra, seq.hashes);
-        for (let b = seq.committed; b < full; b++) this.kv.commit(seq.blocks[b]!, seq.hashes[b]!);
+        this.commitBlocks(seq, seq.committed, full);
         seq.committed = full;
       }
       if (seq.computed < seq.tokens.length) continue;

@@ -80,6 +80,8 @@ export class KvCache {
   private readonly byHash = new Map<bigint, KvBlock>();
   /** blocks evicted from the cache so far */
   evictions = 0;
+  /** called with the hash of every evicted cached block (KV events `BlockRemoved`) */
+  onEvict: ((hash: bigint) => void) | null = null;
 
   /**
    * @param numBlocks number of blocks (≥ 1)
@@ -166,6 +168,7 @@ export class KvCache {
         this.lru.delete(first[0]);
         if (b.hash !== null) {
           if (this.byHash.get(b.hash) === b) this.byHash.delete(b.hash);
+          this.onEvict?.(b.hash);
           b.hash = null;
         }
         this.evictions++;
@@ -179,12 +182,14 @@ export class KvCache {
   /**
    * Registers a full, computed block under its chained hash. When another block already holds
    * that hash the block stays unregistered (it is freed as clean later), as in vLLM.
+   * @returns true when the hash was newly registered (a `BlockStored` event is due)
    */
-  commit(block: KvBlock, hash: bigint): void {
-    if (block.hash !== null) return;
-    if (this.byHash.has(hash)) return;
+  commit(block: KvBlock, hash: bigint): boolean {
+    if (block.hash !== null) return false;
+    if (this.byHash.has(hash)) return false;
     block.hash = hash;
     this.byHash.set(hash, block);
+    return true;
   }
 
   /**
