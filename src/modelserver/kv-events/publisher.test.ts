@@ -18,6 +18,7 @@ import {
 } from "../../kvcache/events/types.js";
 import { KvBlockIndex } from "../../kvcache/precise/index.js";
 import { modelRootKey, promptKeys } from "../../kvcache/precise/request-keys.js";
+import { kvEventObserver } from "./observer.js";
 import { KvEventPublisher, offsetPort, publisherBinds } from "./publisher.js";
 
 const MODEL = "llmd/sim-8b";
@@ -423,5 +424,39 @@ describe("KV events over ZMQ", T, () => {
     const frames = await sub.receive();
     assert.equal(decodeSeq(frames[1]!), decodeSeq(f0[1]!)! + 1);
     assert.deepEqual(decodeBatch(frames[2]!).batch.events, [{ type: "AllBlocksCleared" }]);
+  });
+
+  it("the engine-observer adapter publishes one batch per step", async () => {
+    const { pub, index, sub } = await setup({ replay: false });
+    const obs = kvEventObserver(pub);
+    obs.onBlocksStored?.({
+      blockHashes: [eh(0), eh(1)],
+      parentHash: null,
+      tokenIds: Array.from(PROMPT.subarray(0, 2 * BS)),
+      blockSize: BS,
+    });
+    obs.onBlocksStored?.({
+      blockHashes: [eh(2)],
+      parentHash: eh(1),
+      tokenIds: Array.from(PROMPT.subarray(2 * BS, 3 * BS)),
+      blockSize: BS,
+    });
+    let b = waitFor(sub, "batch", (s) => s === 0);
+    obs.onStepEnd?.();
+    await b;
+    assert.equal(sub.stats.events, 2);
+    assert.equal(matched(index), 3);
+    obs.onStepEnd?.(); // empty step: nothing sent
+    obs.onBlocksRemoved?.([eh(1)]);
+    b = waitFor(sub, "batch", (s) => s === 1);
+    obs.onStepEnd?.();
+    await b;
+    assert.equal(matched(index), 1);
+    obs.cleared();
+    b = waitFor(sub, "batch", (s) => s === 2);
+    obs.onStepEnd?.();
+    await b;
+    assert.equal(matched(index), 0);
+    assert.equal(pub.stats.batches, 3);
   });
 });
