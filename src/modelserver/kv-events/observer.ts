@@ -3,7 +3,8 @@
  * one-liner the model server uses to publish vLLM KV events for any engine
  * (`combineObservers(metricsObserver, kvEventObserver(publisher))`).
  *
- * - `onBlocksStored(run)` → `BlockStored` (hashes, parent, tokens, block size, `medium`);
+ * - `onBlocksStored(run)` → `BlockStored` (hashes, parent, tokens, block size, `medium`, and
+ *   `lora_name` from the run's optional `loraName` field, else the option);
  * - `onBlocksRemoved(hashes)` → `BlockRemoved` with `medium`;
  * - `onStepEnd()` → `flush()`: one batch per engine step (nothing sent for a step without
  *   events); a failed send is logged, never thrown into the engine loop;
@@ -36,8 +37,9 @@ export interface KvEventObserverOptions {
 export function kvEventObserver(pub: KvEventPublisher, opts: KvEventObserverOptions = {}): KvEventObserver {
   const medium = opts.medium ?? "GPU";
   return {
-    onBlocksStored(e: StoredBlocks): void {
-      pub.blockStored({ ...e, medium, loraName: opts.loraName ?? null });
+    onBlocksStored(e: StoredBlocks & { loraName?: string | null }): void {
+      // a per-run LoRA (when the engine reports one) wins over the static option
+      pub.blockStored({ ...e, medium, loraName: e.loraName ?? opts.loraName ?? null });
     },
     onBlocksRemoved(hashes: bigint[]): void {
       pub.blockRemoved(hashes, medium);
