@@ -105,15 +105,20 @@ describe("llmd serve", () => {
     }
   });
 
-  it("--engine llama exits 2 with a clear message", async () => {
-    const child = serve(["--engine", "llama", "--port", "0"]);
-    let err = "";
-    child.stderr!.on("data", (d) => {
-      err += d;
-    });
-    const [code] = await once(child, "exit");
-    assert.equal(code, 2);
-    assert.match(err, /--engine llama is not available yet/);
+  it("an unknown engine, or --engine llama without a model file, exits 2 with a clear message", async () => {
+    for (const [args, re] of [
+      [["--engine", "tpu"], /unknown engine "tpu"/],
+      [["--engine", "llama", "--model", "/nonexistent/model.gguf"], /^llmd serve: .+/m],
+    ] as const) {
+      const child = serve([...args, "--port", "0"]);
+      let err = "";
+      child.stderr!.on("data", (d) => {
+        err += d;
+      });
+      const [code] = await once(child, "exit");
+      assert.equal(code, 2, `${args.join(" ")}: ${err}`);
+      assert.match(err, re);
+    }
   });
 
   it("rejects a malformed duration", async () => {
