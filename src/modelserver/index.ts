@@ -23,7 +23,7 @@ export {
   type StepRecord,
 } from "./engines/sim/engine.js";
 export { blockHashes, firstBlockExtra, hashBlock, type KvBlock, KvCache } from "./engines/sim/kv-cache.js";
-export { parseDurationMs } from "./duration.js";
+export { parseDurationMs } from "../framework/duration.js";
 export { FastHistogram, ModelServerMetrics } from "./metrics.js";
 export {
   DEFAULT_COMPLETION_MAX_TOKENS,
