@@ -12,7 +12,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { MODEL_SERVER_PORT } from "../framework/ports.js";
 import { logger } from "../log.js";
-import { parseDurationMs } from "../modelserver/duration.js";
+import { parseDurationMs } from "../framework/duration.js";
 import { SIM_DEFAULTS, type SimEngineOptions } from "../modelserver/engines/sim/engine.js";
 import { type ModelServerOptions, startModelServer } from "../modelserver/server.js";
 

@@ -8,7 +8,7 @@ import { SIDECAR_MODEL_SERVER_PORT, SIDECAR_PORT } from "../framework/ports.js";
 import { logger } from "../log.js";
 import { type PrefillAllowList, startSidecar } from "../sidecar/server.js";
 import { loadCertDir, selfSigned } from "../router/tls.js";
-import { parseDurationMs } from "../modelserver/duration.js";
+import { parseDurationMs } from "../framework/duration.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const stages = (v: string | undefined) =>

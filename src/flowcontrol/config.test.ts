@@ -119,7 +119,7 @@ describe("parseFlowControlConfig", () => {
   it("errors name the field", () => {
     assert.throws(
       () => parseFlowControlConfig({ defaultRequestTTL: "soon" }),
-      /^ConfigError: flowControl.defaultRequestTTL: invalid duration "soon"/,
+      /^ConfigError: flowControl.defaultRequestTTL: invalid duration: soon/,
     );
     assert.throws(
       () => parseFlowControlConfig({ priorityBands: [{ priority: 1, maxBytes: "1GB" }] }),

@@ -5,6 +5,7 @@
  *
  * Source: reference/epp.md §6 "Config" (llm-d-router `apix/config/v1alpha1/endpointpickerconfig_types.go`).
  */
+import { parseDurationMs } from "../framework/duration.js";
 import { z } from "zod";
 import { describeZodIssue } from "../framework/config/params.js";
 import { ConfigError } from "../framework/errors.js";
@@ -60,40 +61,8 @@ export interface FlowControlConfig {
   enableEviction: boolean;
 }
 
-const UNIT_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  μs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/**
- * Parses a Go duration (`60s`, `200ms`, `1.5s`, `1m30s`, `0s`) or a number of ms.
- * @returns ms ≥ 0
- * @throws Error on anything else
- */
-export function parseDurationMs(v: string | number): number {
-  if (typeof v === "number") {
-    if (!Number.isFinite(v) || v < 0) throw new Error(`invalid duration ${v}`);
-    return v;
-  }
-  const s = v.trim();
-  if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)/y;
-  let total = 0;
-  let pos = 0;
-  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
-    pos = re.lastIndex;
-  }
-  if (pos !== s.length || pos === 0)
-    throw new Error(`invalid duration ${JSON.stringify(v)} (use e.g. 60s, 200ms)`);
-  return total;
-}
+/** Go durations (`60s`, `200ms`) or ms; one parser for the whole project. */
+export { parseDurationMs };
 
 const QUANTITY_FACTOR: Record<string, number> = {
   "": 1,

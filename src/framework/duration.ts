@@ -1,6 +1,6 @@
 /**
- * Go-style durations for the latency flags of `llmd serve --engine sim`, as
- * llm-d-inference-sim takes them (reference/engine.md §6.2 "Latency (Go durations)").
+ * Go-style durations (`250us`, `12ms`, `1.5s`, `1m30s`), as llm-d and llm-d-inference-sim take
+ * them in flags and configs (reference/engine.md §6.2; epp.md §6 `defaultRequestTTL`).
  */
 
 const UNIT_MS: Record<string, number> = {
