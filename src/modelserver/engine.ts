@@ -147,6 +147,28 @@ export interface StoredBlocks {
 }
 
 /**
+ * One KV transfer (or a failed one) seen by the side that pulls it, the decode server — the
+ * data of vLLM's `NixlPromMetrics` (reference/engine.md §2.5). Also reported for the prefill
+ * side's expired leases (`expired`).
+ */
+export interface KvTransferEvent {
+  /** "pull": a READ by this (decode) server; "expired": a lease of KV held here for a remote decode ran out */
+  kind: "pull" | "expired";
+  /** false when the transfer failed (layout refused, pull error) */
+  ok: boolean;
+  /** bytes moved (0 when failed) */
+  bytes: number;
+  /** request posted → data complete, seconds (NIXL xferDuration) */
+  xferS: number;
+  /** time to post the request (handshake + request sent), seconds */
+  postS: number;
+  /** descriptors (blocks) in the transfer */
+  descriptors: number;
+  /** the notification (release) to the prefill side failed */
+  notifyFailed?: boolean;
+}
+
+/**
  * Receives engine events: the metrics histograms (`onIteration`) and KV-event publishers
  * (`onBlocksStored`, `onBlocksRemoved`, `onStepEnd`). Combine several with
  * {@link combineObservers}.
@@ -160,6 +182,8 @@ export interface EngineObserver {
   onBlocksRemoved?(blockHashes: bigint[]): void;
   /** a step (or a KV pull) finished: events of that step are complete (publishers flush here) */
   onStepEnd?(): void;
+  /** a P/D KV transfer finished or failed (`vllm:nixl_*` metrics) */
+  onKvTransfer?(e: KvTransferEvent): void;
 }
 
 /** One observer that forwards every event to each of `obs` in order. */
@@ -177,6 +201,9 @@ export function combineObservers(...obs: (EngineObserver | null | undefined)[]):
     },
     onStepEnd: () => {
       for (const o of list) o.onStepEnd?.();
+    },
+    onKvTransfer: (e) => {
+      for (const o of list) o.onKvTransfer?.(e);
     },
   };
 }
@@ -198,6 +225,11 @@ export interface EnginePd {
   pull(remoteRequestId: string): Promise<{ contentType: string; body: Buffer } | null>;
   /** NIXL notification: free what is held for this request; false when unknown (→ 404) */
   release(remoteRequestId: string): boolean;
+  /**
+   * Called by the HTTP surface once it listens: the side channel's host and port (the server's
+   * own), which the engine advertises in its layout and its prefill `kv_transfer_params`.
+   */
+  setSideChannel?(host: string, port: number): void;
 }
 
 /** An inference engine. */

@@ -33,6 +33,14 @@ export const REQUEST_LATENCY_BUCKETS = [
 ];
 /** `vllm:iteration_tokens_total` buckets (reference/engine.md §2.3). */
 export const ITERATION_TOKENS_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+/** `vllm:nixl_xfer_time_seconds` buckets, seconds (reference/engine.md §2.5). */
+export const NIXL_XFER_TIME_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0];
+/** `vllm:nixl_post_time_seconds` buckets, seconds (the xfer buckets plus 0.001). */
+export const NIXL_POST_TIME_BUCKETS = [0.001, ...NIXL_XFER_TIME_BUCKETS];
+/** `vllm:nixl_bytes_transferred` buckets: 2 KiB … 8 GiB in ×4 steps (2^11 … 2^33). */
+export const NIXL_BYTES_BUCKETS = Array.from({ length: 12 }, (_, i) => 2 ** (11 + 2 * i));
+/** `vllm:nixl_num_descriptors` buckets. */
+export const NIXL_DESCRIPTORS_BUCKETS = [10, 20, 30, 50, 75, 100, 200, 400, 1000, 2000, 4000, 10000, 20000, 50000];
 /** `vllm:request_params_n` buckets. */
 export const PARAMS_N_BUCKETS = [1, 2, 5, 10, 20];
 
@@ -399,7 +407,51 @@ export class ModelServerMetrics {
       "Histogram of number of tokens per engine_step.",
       ITERATION_TOKENS_BUCKETS,
     );
-    this.observer = { onIteration: (t) => this.iteration.observe(t) };
+    const xferTime = hist(
+      N.VLLM_NIXL_XFER_TIME_SECONDS,
+      "Histogram of transfer duration for KV cache transfers.",
+      NIXL_XFER_TIME_BUCKETS,
+    );
+    const postTime = hist(
+      N.VLLM_NIXL_POST_TIME_SECONDS,
+      "Histogram of transfer post time for KV cache transfers.",
+      NIXL_POST_TIME_BUCKETS,
+    );
+    const xferBytes = hist(
+      N.VLLM_NIXL_BYTES_TRANSFERRED,
+      "Number of bytes transferred per KV cache transfer.",
+      NIXL_BYTES_BUCKETS,
+    );
+    const descriptors = hist(
+      N.VLLM_NIXL_NUM_DESCRIPTORS,
+      "Number of descriptors per KV cache transfer.",
+      NIXL_DESCRIPTORS_BUCKETS,
+    );
+    const nixlCounter = (name: string, help: string) =>
+      new Counter({ name, help, labelNames, registers: [reg] }).labels(base);
+    const failed = nixlCounter(N.VLLM_NIXL_NUM_FAILED_TRANSFERS, "Number of failed NIXL KV cache transfers.");
+    const failedNotify = nixlCounter(
+      N.VLLM_NIXL_NUM_FAILED_NOTIFICATIONS,
+      "Number of failed NIXL KV cache notifications.",
+    );
+    const expired = nixlCounter(
+      N.VLLM_NIXL_NUM_KV_EXPIRED_REQS,
+      "Number of requests whose KV held for a remote decode expired before it was read.",
+    );
+    this.observer = {
+      onIteration: (t) => this.iteration.observe(t),
+      onKvTransfer: (e) => {
+        if (e.kind === "expired") expired.inc();
+        else if (!e.ok) failed.inc();
+        else {
+          xferTime.observe(e.xferS);
+          postTime.observe(e.postS);
+          xferBytes.observe(e.bytes);
+          descriptors.observe(e.descriptors);
+        }
+        if (e.notifyFailed) failedNotify.inc();
+      },
+    };
   }
 
   /** First token of a request arrived, `s` seconds after the request. */

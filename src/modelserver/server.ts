@@ -120,7 +120,7 @@ interface Ctx {
  * @throws when the port cannot be bound (e.g. EADDRINUSE) or the sim options are invalid
  */
 export async function startModelServer(opts: ModelServerOptions = {}): Promise<RunningModelServer> {
-  const engine = opts.engine ?? new SimEngine(opts.sim ?? {});
+  const engine: Engine = opts.engine ?? new SimEngine(opts.sim ?? {});
   const servedList =
     opts.servedModelNames && opts.servedModelNames.length > 0 ? opts.servedModelNames : [engine.info.model];
   const metrics = new ModelServerMetrics(engine, { modelName: servedList[0]!, maxLoras: opts.maxLoras });
@@ -160,6 +160,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
   const port = (server.address() as AddressInfo).port;
   ctx.port = String(port);
   if (ctx.podName === "") ctx.podName = `${host}:${port}`;
+  engine.pd?.setSideChannel?.(host, port);
   const urlHost = host.includes(":") ? `[${host}]` : host;
   let closing: Promise<void> | null = null;
   return {
@@ -260,6 +261,10 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
         return;
       }
       default:
+        if (path.startsWith("/llmd/kv/")) {
+          await kvSideChannel(ctx, method, path, res);
+          return;
+        }
         throw pathNotFound(method, path);
     }
   } catch (e) {
@@ -274,6 +279,41 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     }
     sendError(res, err);
   }
+}
+
+/**
+ * The P/D side channel (`kv-transfer.ts`): `GET /llmd/kv/layout` → `engine.pd.layout()`,
+ * `GET /llmd/kv/blocks/<id>` → the held KV (404 when unknown or expired),
+ * `POST /llmd/kv/release/<id>` → 204 (404 when unknown). 404 on all when the engine has no P/D.
+ */
+async function kvSideChannel(ctx: Ctx, method: string, path: string, res: ServerResponse): Promise<void> {
+  const pd = ctx.engine.pd;
+  if (!pd) throw pathNotFound(method, path);
+  if (path === "/llmd/kv/layout") {
+    if (method !== "GET") throw methodNotAllowed(method, path);
+    sendJson(res, 200, pd.layout());
+    return;
+  }
+  const blocks = "/llmd/kv/blocks/";
+  const release = "/llmd/kv/release/";
+  if (path.startsWith(blocks) && path.length > blocks.length) {
+    if (method !== "GET") throw methodNotAllowed(method, path);
+    const id = decodeURIComponent(path.slice(blocks.length));
+    const held = await pd.pull(id);
+    if (!held) throw new ApiError(404, `no KV held for request ${id} (unknown, released or lease expired)`);
+    res.writeHead(200, { "content-type": held.contentType, "content-length": held.body.length });
+    res.end(held.body);
+    return;
+  }
+  if (path.startsWith(release) && path.length > release.length) {
+    if (method !== "POST") throw methodNotAllowed(method, path);
+    const id = decodeURIComponent(path.slice(release.length));
+    if (!pd.release(id)) throw new ApiError(404, `no KV held for request ${id}`);
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  throw pathNotFound(method, path);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, extra?: Record<string, string>): void {
