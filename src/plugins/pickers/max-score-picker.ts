@@ -11,6 +11,7 @@
  *
  * Source: reference/epp.md §3.4 (llm-d-router `framework/plugins/scheduling/picker/maxscore`).
  */
+import { firstEndpoints, pickerParamsSchema, type Rng, shuffleInPlace } from "../../framework/picking.js";
 import { z } from "zod";
 import { decodeParams } from "../../framework/config/params.js";
 import type { Picker, PluginFactory } from "../../framework/plugin.js";
@@ -19,9 +20,9 @@ import type { Endpoint, InferenceRequest, ProfileRunResult, ScoredEndpoint } fro
 export const MAX_SCORE_PICKER_TYPE = "max-score-picker";
 
 /** Uniform random number in [0,1). */
-export type Rng = () => number;
+export type { Rng };
 
-const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) }).strict();
+const schema = pickerParamsSchema;
 
 const byScoreDesc = (a: ScoredEndpoint, b: ScoredEndpoint): number => b.score - a.score;
 
@@ -40,17 +41,9 @@ export class MaxScorePicker implements Picker {
   /** Sorts `scored` in place (the scheduler hands over a fresh array). */
   pick(_request: InferenceRequest, scored: ScoredEndpoint[]): ProfileRunResult {
     // Fisher–Yates shuffle, then a stable sort: equal scores end up in random order.
-    for (let i = scored.length - 1; i > 0; i--) {
-      const j = Math.floor(this.rng() * (i + 1));
-      const t = scored[i]!;
-      scored[i] = scored[j]!;
-      scored[j] = t;
-    }
+    shuffleInPlace(scored, this.rng);
     scored.sort(byScoreDesc);
-    const n = Math.min(this.maxNumOfEndpoints, scored.length);
-    const targets: Endpoint[] = new Array(n);
-    for (let i = 0; i < n; i++) targets[i] = scored[i]!.endpoint;
-    return { targetEndpoints: targets, scoredCandidates: scored };
+    return { targetEndpoints: firstEndpoints(scored, this.maxNumOfEndpoints), scoredCandidates: scored };
   }
 }
 

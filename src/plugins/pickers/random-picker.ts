@@ -8,6 +8,7 @@
  *
  * Source: reference/epp.md §3.4 (llm-d-router `framework/plugins/scheduling/picker/random`).
  */
+import { firstEndpoints, pickerParamsSchema, type Rng, shuffleInPlace } from "../../framework/picking.js";
 import { z } from "zod";
 import { decodeParams } from "../../framework/config/params.js";
 import type { Picker, PluginFactory } from "../../framework/plugin.js";
@@ -16,9 +17,9 @@ import type { Endpoint, InferenceRequest, ProfileRunResult, ScoredEndpoint } fro
 export const RANDOM_PICKER_TYPE = "random-picker";
 
 /** Uniform random number in [0,1). */
-export type Rng = () => number;
+export type { Rng };
 
-const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) }).strict();
+const schema = pickerParamsSchema;
 
 /** Uniform random choice of `maxNumOfEndpoints` distinct endpoints. */
 export class RandomPicker implements Picker {
@@ -34,16 +35,8 @@ export class RandomPicker implements Picker {
   ) {}
   /** Shuffles `scored` in place. */
   pick(_request: InferenceRequest, scored: ScoredEndpoint[]): ProfileRunResult {
-    for (let i = scored.length - 1; i > 0; i--) {
-      const j = Math.floor(this.rng() * (i + 1));
-      const t = scored[i]!;
-      scored[i] = scored[j]!;
-      scored[j] = t;
-    }
-    const n = Math.min(this.maxNumOfEndpoints, scored.length);
-    const targets: Endpoint[] = new Array(n);
-    for (let i = 0; i < n; i++) targets[i] = scored[i]!.endpoint;
-    return { targetEndpoints: targets, scoredCandidates: scored };
+    shuffleInPlace(scored, this.rng);
+    return { targetEndpoints: firstEndpoints(scored, this.maxNumOfEndpoints), scoredCandidates: scored };
   }
 }
 

@@ -11,6 +11,7 @@
  *
  * Source: reference/epp.md §3.4 (llm-d-router `framework/plugins/scheduling/picker/weightedrandom`).
  */
+import { firstEndpoints, pickerParamsSchema, type Rng, shuffleInPlace } from "../../framework/picking.js";
 import { z } from "zod";
 import { decodeParams } from "../../framework/config/params.js";
 import type { Picker, PluginFactory } from "../../framework/plugin.js";
@@ -19,9 +20,9 @@ import type { Endpoint, InferenceRequest, ProfileRunResult, ScoredEndpoint } fro
 export const WEIGHTED_RANDOM_PICKER_TYPE = "weighted-random-picker";
 
 /** Uniform random number in [0,1). */
-export type Rng = () => number;
+export type { Rng };
 
-const schema = z.object({ maxNumOfEndpoints: z.number().int().min(1).default(1) }).strict();
+const schema = pickerParamsSchema;
 
 /** Score-proportional random choice (A-Res). */
 export class WeightedRandomPicker implements Picker {
