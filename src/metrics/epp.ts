@@ -9,7 +9,8 @@
  *
  * Source: llm-d-router `docs/metrics.md`, `pkg/epp/metrics/metrics.go` (reference/epp.md §7).
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { FastHistogram } from "./fast-histogram.js";
 import * as N from "./epp-names.js";
 
 /** Labels of the request/latency family. `priority` is the objective priority (integer). */
@@ -215,7 +216,7 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
   const gauge = (name: string, help: string, labelNames: string[]) =>
     new Gauge({ name, help, labelNames, registers: regs });
   const hist = (name: string, help: string, labelNames: string[], buckets: number[]) =>
-    new Histogram({ name, help, labelNames, buckets, registers: regs });
+    new FastHistogram(name, help, buckets, labelNames, regs);
 
   const reqHist = (
     name: string,
