@@ -43,20 +43,21 @@ describe("llmd config check", () => {
     });
   }
 
-  const failing: { file: string; want: RegExp }[] = [
-    {
-      file: "epp-precise-prefix-cache-config.yaml",
-      want: /^error: .*unknown plugin type "precise-prefix-cache-producer"/,
-    },
-  ];
-  for (const f of failing) {
-    it(`${f.file}: exit 1 naming the missing type`, () => {
-      const { out, io } = capture();
-      assert.equal(runConfigCheck(join(FIXTURES, f.file), io), 1);
-      assert.equal(out.stdout, "");
-      assert.match(out.stderr, f.want);
-    });
-  }
+  it("epp-precise-prefix-cache-config.yaml: exit 0, precise producer and both data-layer sources resolved", () => {
+    const { out, io } = capture();
+    assert.equal(runConfigCheck(join(FIXTURES, "epp-precise-prefix-cache-config.yaml"), io), 0);
+    const doc = parse(out.stdout);
+    const producer = doc.plugins.find(
+      (p: { type: string }) => p.type === "precise-prefix-cache-producer",
+    );
+    assert.equal(producer.parameters.tokenProcessorConfig.blockSize, 64);
+    assert.deepEqual(
+      doc.dataLayer.sources.map((s: { pluginRef: string }) => s.pluginRef),
+      ["metrics-data-source", "endpoint-notification-source"],
+    );
+    const src = doc.plugins.find((p: { type: string }) => p.type === "metrics-data-source");
+    assert.equal(src.parameters.path, "/metrics");
+  });
 
   it("an unknown field: exit 1 naming the field path", () => {
     const dir = mkdtempSync(join(tmpdir(), "cfg-"));

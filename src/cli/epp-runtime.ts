@@ -4,6 +4,8 @@
  * so both hosts run the same scheduling and request-control path.
  */
 import { readFileSync } from "node:fs";
+import { MetricsScraper, type ScraperOptions } from "../datalayer/scraper.js";
+import type { EndpointStore } from "../datalayer/store.js";
 import { loadConfig } from "../framework/config/index.js";
 import type { LoadedConfig } from "../framework/plugin.js";
 import { type Admission, createAdmission } from "../flowcontrol/index.js";
@@ -11,6 +13,13 @@ import { loadObjectivesFile, ObjectiveStore } from "../flowcontrol/objectives.js
 import { createEppMetrics, type EppMetrics } from "../metrics/epp.js";
 import { createFlowControlMetrics } from "../metrics/flow-control.js";
 import { builtinRegistry } from "../plugins/builtins.js";
+import { type ScrapeSettings, scraperOptionsFromConfig } from "../plugins/datalayer/index.js";
+import {
+  type NotificationWiring,
+  PrecisePrefixCacheProducer,
+  wireEndpointNotifications,
+} from "../plugins/precise/index.js";
+import type { PreciseHealth } from "../plugins/precise/precise-prefix-cache-producer.js";
 import { buildInferenceRequest, Director, pluginDurationRecorder } from "../requestcontrol/index.js";
 import type { RequestPolicies } from "../requestcontrol/pipeline.js";
 import { Scheduler } from "../scheduler/scheduler.js";
@@ -95,5 +104,81 @@ export function createEppRuntime(o: EppRuntimeOptions | string = {}): EppRuntime
     objectives,
     policies,
     buildRequest: (input, lookup) => buildInferenceRequest(input, lookup),
+  };
+}
+
+/** The running data layer of an EPP: metrics scraper and endpoint notifications (KV events). */
+export interface DataLayer {
+  scraper: MetricsScraper;
+  /** the scrape settings taken from `metrics-data-source` (or the defaults) */
+  scrape: ScrapeSettings;
+  notifications: NotificationWiring;
+  /** the config's precise prefix-cache producers (empty = precise routing not configured) */
+  precise: PrecisePrefixCacheProducer[];
+  /** stops the scraper and the notification wiring (ZMQ subscribers) */
+  close(): Promise<void>;
+}
+
+/** What `GET /llmd/kv-events` shows (for `llmd doctor`). */
+export interface KvEventsView {
+  /** true when the config has a `precise-prefix-cache-producer` */
+  configured: boolean;
+  producers: ({ name: string; blockSize: number } & PreciseHealth)[];
+}
+
+/** `GET /llmd/kv-events`: every precise producer's {@link PrecisePrefixCacheProducer.health}. */
+export function kvEventsView(dl: Pick<DataLayer, "precise">): KvEventsView {
+  return {
+    configured: dl.precise.length > 0,
+    producers: dl.precise.map((p) => ({ name: p.name, blockSize: p.config.blockSize, ...p.health() })),
+  };
+}
+
+/**
+ * Starts the data layer of `epp` over `store`: the metrics scraper configured by the config's
+ * `metrics-data-source` (path, scheme, TLS, interval rounded to `tickMs`), and the
+ * `endpoint-notification-source` wiring (KV-event subscribers of precise producers), with their
+ * metrics on `epp.metrics.registry`.
+ * @param tickMs base scrape tick, ms (`--refresh-metrics-interval`, default 50)
+ * @throws ConfigError when a notification source lists an extractor that cannot take endpoint
+ *   notifications; Error when a TLS file cannot be read
+ */
+export function startDataLayer(
+  epp: Pick<EppRuntime, "config" | "metrics">,
+  store: EndpointStore,
+  opts: { tickMs?: number; onPollError?: ScraperOptions["onPollError"] } = {},
+): DataLayer {
+  const scrape = scraperOptionsFromConfig(epp.config, opts.tickMs ?? 50);
+  const pem = (f?: string) => (f ? readFileSync(f, "utf8") : undefined);
+  const scraper = new MetricsScraper(store, {
+    intervalMs: scrape.intervalMs,
+    metricsPath: scrape.path,
+    scheme: scrape.scheme,
+    ...(scrape.scheme === "https"
+      ? {
+          tls: {
+            rejectUnauthorized: !scrape.insecureSkipVerify,
+            ca: pem(scrape.caCertPath),
+            cert: pem(scrape.clientCertPath),
+            key: pem(scrape.clientKeyPath),
+          },
+        }
+      : {}),
+    onPollError: opts.onPollError,
+  });
+  const notifications = wireEndpointNotifications(epp.config, store, epp.metrics.registry);
+  scraper.start();
+  const precise = epp.config.plugins.filter(
+    (p): p is PrecisePrefixCacheProducer => p instanceof PrecisePrefixCacheProducer,
+  );
+  return {
+    scraper,
+    scrape,
+    notifications,
+    precise,
+    async close() {
+      await scraper.stop();
+      await notifications.close();
+    },
   };
 }

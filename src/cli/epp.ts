@@ -18,7 +18,6 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { Command } from "commander";
 import { watchDiscoveryFile } from "../datalayer/discovery-file.js";
 import { KubernetesDiscovery } from "../datalayer/k8s/discovery.js";
-import { MetricsScraper } from "../datalayer/scraper.js";
 import { EndpointStore } from "../datalayer/store.js";
 import { EPP_METRICS_PORT, EXTPROC_PORT, GRPC_HEALTH_PORT } from "../framework/ports.js";
 import { startHealthServer } from "../extproc/health.js";
@@ -26,7 +25,7 @@ import { startExtProcServer } from "../extproc/server.js";
 import { extProcCredentials } from "../extproc/tls.js";
 import { logger } from "../log.js";
 import { updatePoolGauges } from "../requestcontrol/pipeline.js";
-import { createEppRuntime } from "./epp-runtime.js";
+import { createEppRuntime, startDataLayer } from "./epp-runtime.js";
 import { parseEndpointFlag } from "./router.js";
 
 /** Options of {@link runEpp} (the CLI flags, parsed). */
@@ -126,9 +125,8 @@ export async function runEpp(o: EppOptions): Promise<RunningEpp> {
         ready = () => disc.synced();
         policies = disc.policies;
       }
-      const scraper = new MetricsScraper(store, { intervalMs: o.refreshMetricsIntervalMs ?? 50 });
-      scraper.start();
-      stops.push(() => scraper.stop());
+      const dataLayer = startDataLayer(runtime, store, { tickMs: o.refreshMetricsIntervalMs ?? 50 });
+      stops.push(() => dataLayer.close());
     }
 
     const ext = await startExtProcServer({

@@ -4,14 +4,13 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { watchDiscoveryFile } from "../datalayer/discovery-file.js";
-import { MetricsScraper } from "../datalayer/scraper.js";
 import { EndpointStore } from "../datalayer/store.js";
 import { ROUTER_PORT } from "../framework/ports.js";
 import type { EndpointMetadata } from "../framework/types.js";
 import { logger } from "../log.js";
 import { startRouter } from "../router/server.js";
 import { loadCertDir, selfSigned } from "../router/tls.js";
-import { configView, createEppRuntime } from "./epp-runtime.js";
+import { configView, createEppRuntime, kvEventsView, startDataLayer } from "./epp-runtime.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -101,11 +100,10 @@ export function registerRouter(program: Command): void {
         store.upsert(parseEndpointFlag(v, i));
       });
       if (store.all().length === 0) throw new Error("no endpoints: give --discovery-file or --endpoint");
-      const scraper = new MetricsScraper(store, {
-        intervalMs: Number(a.refreshMetricsInterval),
+      const dataLayer = startDataLayer(epp, store, {
+        tickMs: Number(a.refreshMetricsInterval),
         onPollError: () => {},
       });
-      scraper.start();
       const apiKeys = loadApiKeys(a.apiKeysFile);
       const tls = a.certPath
         ? loadCertDir(a.certPath)
@@ -126,6 +124,7 @@ export function registerRouter(program: Command): void {
         apiKeys,
         tls,
         configView: configView(epp.config, epp.admission),
+        kvEventsView: () => kvEventsView(dataLayer),
       });
       log.info(
         {
@@ -144,7 +143,7 @@ export function registerRouter(program: Command): void {
         stopWatch();
         await router.close(Number(a.drainTimeout));
         epp.admission.shutdown();
-        await scraper.stop();
+        await dataLayer.close();
         process.exit(0);
       };
       process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -23,6 +23,12 @@ export interface ScraperOptions {
   modelsIntervalMs?: number;
   /** per-request timeout, ms (default 1000) */
   timeoutMs?: number;
+  /** metrics path (default `/metrics`; `metrics-data-source` `path`) */
+  metricsPath?: string;
+  /** `http` (default) or `https` (`metrics-data-source` `scheme`) */
+  scheme?: "http" | "https";
+  /** TLS client options for https (`insecureSkipVerify` → `rejectUnauthorized: false`; PEM contents) */
+  tls?: { rejectUnauthorized: boolean; ca?: string; cert?: string; key?: string };
   /** called on a failed poll (for `datalayer_poll_errors_total`) */
   onPollError?: (endpoint: Endpoint, error: string) => void;
 }
@@ -74,7 +80,12 @@ export class MetricsScraper {
 
   private startLoop(ep: Endpoint): void {
     if (this.loops.has(ep.metadata.id)) return;
-    const pool = new Pool(`http://${ep.metadata.hostPort}`, { connections: 2, keepAliveTimeout: 30_000 });
+    const scheme = this.opts.scheme ?? "http";
+    const pool = new Pool(`${scheme}://${ep.metadata.hostPort}`, {
+      connections: 2,
+      keepAliveTimeout: 30_000,
+      ...(scheme === "https" && this.opts.tls ? { connect: { ...this.opts.tls } } : {}),
+    });
     const loop: Loop = { pool, stopped: false, nextModelsAt: 0 };
     this.loops.set(ep.metadata.id, loop);
     const tick = async () => {
@@ -116,7 +127,7 @@ export class MetricsScraper {
         this.store.setModels(id, ids);
         loop.nextModelsAt = now + this.modelsIntervalMs;
       }
-      const m = extractVllmMetrics(await this.get(loop, "/metrics"));
+      const m = extractVllmMetrics(await this.get(loop, this.opts.metricsPath ?? "/metrics"));
       const t = Date.now();
       ep.metrics = { ...ep.metrics, ...m, updateTime: t };
       this.store.markScrapeOk(id, t);

@@ -115,29 +115,62 @@ describe("fixtures", () => {
     assert.equal(decider.params.nonCachedTokens, 16);
   });
 
-  const failing: { file: string; missing: string[] }[] = [
-    {
-      file: "epp-precise-prefix-cache-config.yaml",
-      missing: [
-        "endpoint-notification-source",
-        "metrics-data-source",
-        "core-metrics-extractor",
-        "precise-prefix-cache-producer",
+  it("epp-precise-prefix-cache-config.yaml loads: precise producer (blockSize 64) feeds prefix-cache-scorer, data-layer sources as given", () => {
+    const c = loadConfig(fixture("epp-precise-prefix-cache-config.yaml"), builtinRegistry(), quiet);
+    const byType = new Map(c.plugins.map((p) => [p.type, p]));
+    for (const t of [
+      "token-producer",
+      "endpoint-notification-source",
+      "metrics-data-source",
+      "core-metrics-extractor",
+      "precise-prefix-cache-producer",
+    ])
+      assert.ok(byType.has(t), `${t} not instantiated`);
+    const producer = byType.get("precise-prefix-cache-producer") as unknown as {
+      config: { blockSize: number; enableMetrics: boolean };
+    };
+    assert.equal(producer.config.blockSize, 64);
+    assert.equal(producer.config.enableMetrics, true);
+    assert.ok(!c.plugins.some((p) => p.type === "approx-prefix-cache-producer"));
+    const p = c.profiles.get("default")!;
+    assert.deepEqual(
+      p.scorers.map((s) => [s.scorer.type, s.weight]),
+      [
+        ["prefix-cache-scorer", 2],
+        ["kv-cache-utilization-scorer", 1],
+        ["queue-scorer", 1],
       ],
-    },
-  ];
-  for (const f of failing) {
-    it(`${f.file} fails naming the plugin types not implemented yet`, () => {
-      assert.throws(
-        () => loadConfig(fixture(f.file), builtinRegistry(), quiet),
-        (e: unknown) => {
-          assert.ok(e instanceof ConfigError);
-          for (const t of f.missing) assert.match(e.message, new RegExp(`unknown plugin type "${t}"`));
-          return true;
-        },
-      );
-    });
-  }
+    );
+    // the configured metrics source is kept, not injected a second time
+    assert.deepEqual((c.resolved.dataLayer as { sources: unknown }).sources, [
+      { pluginRef: "metrics-data-source", extractors: [{ pluginRef: "core-metrics-extractor" }] },
+      {
+        pluginRef: "endpoint-notification-source",
+        extractors: [{ pluginRef: "precise-prefix-cache-producer" }],
+      },
+    ]);
+  });
+
+  it("registers the precise and data-layer families", () => {
+    const types = builtinRegistry().types();
+    for (const t of [
+      "endpoint-notification-source",
+      "precise-prefix-cache-producer",
+      "precise-prefix-cache-scorer",
+      "metrics-data-source",
+      "core-metrics-extractor",
+    ])
+      assert.ok(types.includes(t), `${t} not registered`);
+    assert.throws(
+      () =>
+        loadConfig(
+          "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n- type: metrics-data-source\n  parameters: {pathh: /m}\n- type: queue-scorer\n",
+          builtinRegistry(),
+          quiet,
+        ),
+      /plugins\[0\]\.parameters\.pathh: unknown field/,
+    );
+  });
 });
 
 describe("built-in default config", () => {

@@ -13,6 +13,7 @@ import {
   labelSelectorFilterFactory,
 } from "./filters/label-selector-filter.js";
 import { PREFILL_FILTER_TYPE, prefillFilterFactory } from "./filters/prefill-filter.js";
+import { registerDataLayerPlugins } from "./datalayer/index.js";
 import { registerFlowControlPlugins } from "./flow-control/index.js";
 import { MAX_SCORE_PICKER_TYPE, maxScorePickerFactory } from "./pickers/max-score-picker.js";
 import { RANDOM_PICKER_TYPE, randomPickerFactory } from "./pickers/random-picker.js";
@@ -20,6 +21,7 @@ import {
   WEIGHTED_RANDOM_PICKER_TYPE,
   weightedRandomPickerFactory,
 } from "./pickers/weighted-random-picker.js";
+import { registerPrecisePlugins } from "./precise/index.js";
 import { DEFAULT_PRODUCER_TYPES, registerProducerPlugins } from "./producers/index.js";
 import {
   ALWAYS_DISAGG_PD_DECIDER_TYPE,
@@ -115,5 +117,7 @@ export function builtinRegistry(): PluginRegistry {
   registerSchedulingPlugins(registry);
   registerProducerPlugins(withDefaultProducers(registry, DEFAULT_PRODUCER_TYPES));
   registerFlowControlPlugins(registry);
+  registerDataLayerPlugins(registry);
+  registerPrecisePlugins(registry);
   return registry;
 }

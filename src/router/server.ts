@@ -68,6 +68,8 @@ export interface RouterOptions {
   poolName?: string;
   /** what `GET /llmd/config` shows (for `llmd doctor`) */
   configView?: unknown;
+  /** what `GET /llmd/kv-events` shows: precise producers' KV-event health (for `llmd doctor`) */
+  kvEventsView?: () => unknown;
   /** request body limit, bytes (default 8 MiB) */
   maxBodyBytes?: number;
   /** request header limit, bytes (default 16 KiB, Node's) */
@@ -433,6 +435,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
         return sendJson(res, endpointsView());
       case "/llmd/config":
         return sendJson(res, opts.configView ?? {});
+      case "/llmd/kv-events":
+        return sendJson(res, opts.kvEventsView?.() ?? { configured: false, producers: [] });
       default:
         throw pathNotFound(method, path);
     }
