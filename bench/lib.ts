@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,9 +22,18 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts `llmd <args>` (built `dist/` if present, else sources through tsx). */
+/**
+ * Command line of `llmd`: the build (`dist/`, run `npm run build` first so it is current) when
+ * it exists, else the sources through tsx (slower to start, same code).
+ */
+export function llmdCommand(): string[] {
+  const built = join(ROOT, "dist", "cli", "main.js");
+  return existsSync(built) ? [built] : ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
+}
+
+/** Starts `llmd <args>` (see {@link llmdCommand}). */
 export function llmd(args: string[], quiet = true): ChildProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), ...args], {
+  const child = spawn(process.execPath, [...llmdCommand(), ...args], {
     stdio: quiet ? ["ignore", "ignore", "inherit"] : "inherit",
     env: { ...process.env, LLMD_LOG_LEVEL: "warn" },
   });
