@@ -34,11 +34,14 @@ export const VLLM_EXTERNAL_PREFIX_CACHE_QUERIES_TOTAL = "vllm:external_prefix_ca
 export const VLLM_EXTERNAL_PREFIX_CACHE_HITS_TOTAL = "vllm:external_prefix_cache_hits_total";
 export const VLLM_REQUEST_PREFILL_KV_COMPUTED_TOKENS = "vllm:request_prefill_kv_computed_tokens";
 export const VLLM_REQUEST_MAX_NUM_GENERATION_TOKENS = "vllm:request_max_num_generation_tokens";
-/** NIXL KV-transfer metrics, recorded on the decode (pulling) side (reference/engine.md §2.5). */
+/**
+ * NIXL KV-transfer metrics, recorded on the decode (pulling) side (reference/engine.md §2.5);
+ * counters carry the `_total` suffix that Python's prometheus_client adds when exposing them.
+ */
 export const VLLM_NIXL_XFER_TIME_SECONDS = "vllm:nixl_xfer_time_seconds";
 export const VLLM_NIXL_POST_TIME_SECONDS = "vllm:nixl_post_time_seconds";
 export const VLLM_NIXL_BYTES_TRANSFERRED = "vllm:nixl_bytes_transferred";
 export const VLLM_NIXL_NUM_DESCRIPTORS = "vllm:nixl_num_descriptors";
-export const VLLM_NIXL_NUM_FAILED_TRANSFERS = "vllm:nixl_num_failed_transfers";
-export const VLLM_NIXL_NUM_FAILED_NOTIFICATIONS = "vllm:nixl_num_failed_notifications";
-export const VLLM_NIXL_NUM_KV_EXPIRED_REQS = "vllm:nixl_num_kv_expired_reqs";
+export const VLLM_NIXL_NUM_FAILED_TRANSFERS_TOTAL = "vllm:nixl_num_failed_transfers_total";
+export const VLLM_NIXL_NUM_FAILED_NOTIFICATIONS_TOTAL = "vllm:nixl_num_failed_notifications_total";
+export const VLLM_NIXL_NUM_KV_EXPIRED_REQS_TOTAL = "vllm:nixl_num_kv_expired_reqs_total";

@@ -427,22 +427,27 @@ export class ModelServerMetrics {
       "Number of descriptors per KV cache transfer.",
       NIXL_DESCRIPTORS_BUCKETS,
     );
-    const nixlCounter = (name: string, help: string) =>
-      new Counter({ name, help, labelNames, registers: [reg] }).labels(base);
-    const failed = nixlCounter(N.VLLM_NIXL_NUM_FAILED_TRANSFERS, "Number of failed NIXL KV cache transfers.");
+    const nixlCounter = (name: string, help: string) => {
+      const c = new Counter({ name, help, labelNames, registers: [reg] }).labels(base);
+      c.inc(0); // exposed at 0 from the start (dashboards show 0, not "No Data")
+      return c;
+    };
+    const failed = nixlCounter(N.VLLM_NIXL_NUM_FAILED_TRANSFERS_TOTAL, "Number of failed NIXL KV cache transfers.");
     const failedNotify = nixlCounter(
-      N.VLLM_NIXL_NUM_FAILED_NOTIFICATIONS,
+      N.VLLM_NIXL_NUM_FAILED_NOTIFICATIONS_TOTAL,
       "Number of failed NIXL KV cache notifications.",
     );
     const expired = nixlCounter(
-      N.VLLM_NIXL_NUM_KV_EXPIRED_REQS,
+      N.VLLM_NIXL_NUM_KV_EXPIRED_REQS_TOTAL,
       "Number of requests whose KV held for a remote decode expired before it was read.",
     );
     this.observer = {
       onIteration: (t) => this.iteration.observe(t),
       onKvTransfer: (e) => {
         if (e.kind === "expired") expired.inc();
-        else if (!e.ok) failed.inc();
+        else if (e.kind === "notify") {
+          // notification outcome only
+        } else if (!e.ok) failed.inc();
         else {
           xferTime.observe(e.xferS);
           postTime.observe(e.postS);

@@ -31,7 +31,27 @@
  *
  * **KV transfer primitives** for P/D (§4): {@link LlamaEngine.exportPrefix} and
  * {@link LlamaEngine.importAndGenerate}, with the envelope and checks of `kv-state.ts`.
+ *
+ * **P/D roles** (NixlConnector protocol, reference/engine.md §5.2; {@link LlamaEngine.pd}):
+ * - *prefill* (`kv_transfer_params.do_remote_decode`): `prompt[0..n−1)` is evaluated (prefix
+ *   reuse as usual) and its state exported into a held envelope (`pd.ts`, lease default 30 s);
+ *   then, as vLLM does, the last prompt token is evaluated and the requested tokens (the
+ *   coordinator asks for 1) are generated. Only a `length` finish keeps the state (vLLM keeps
+ *   blocks only for `FINISHED_LENGTH_CAPPED`) and answers `kv_transfer_params =
+ *   {do_remote_prefill: true, do_remote_decode: false, remote_engine_id, remote_block_ids
+ *   (indices of the blocks of the exported tokens, informational), remote_request_id,
+ *   remote_host, remote_port (this server's side channel), tp_size: 1}`; any other finish, or a
+ *   prompt of one token, answers `null` (the decode side then computes the prompt itself).
+ * - *decode* (`do_remote_prefill`): handshake + layout check over the side channel
+ *   ({@link KvSideChannel.checkLayout}: a different model file, geometry, dtype or backend is
+ *   refused with ApiError 400 naming both layouts), pull of the envelope, release notification,
+ *   then {@link LlamaEngine.importAndGenerate}: only the last prompt token is evaluated and
+ *   `usage.cachedTokens` = n − 1. A failed pull (prefill gone, lease expired) is ApiError 502
+ *   (vLLM's default `kv_load_failure_policy: fail`). Each transfer is reported to the observer
+ *   (`onKvTransfer` → `vllm:nixl_*`). Errors are raised when the output is first read: a
+ *   non-streaming request gets the HTTP status, a streaming one an SSE error event.
  */
+import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -48,10 +68,12 @@ import type {
   TokenBias,
 } from "node-llama-cpp";
 import { ApiError } from "../../../api/errors.js";
+import type { KvTransferParams } from "../../../api/openai.js";
 import { fileHash } from "../../../gguf/model.js";
 import type {
   Engine,
   EngineFinish,
+  EnginePd,
   EngineInfo,
   EngineObserver,
   EngineOutput,
@@ -66,8 +88,17 @@ import {
   encodeKvState,
   type KvGeometry,
   type KvStateHeader,
+  KvStateMismatchError,
   restreamSeqState,
 } from "./kv-state.js";
+import {
+  type KvLayout,
+  KvLayoutMismatchError,
+  KvSideChannel,
+  KvTransferError,
+  kvBytesPerToken,
+} from "../../kv-transfer.js";
+import { DEFAULT_KV_LEASE_MS, KvLeaseStore, type KvLeaseStats } from "./pd.js";
 import { type NodeLlamaCpp, nodeLlamaCpp, sharedLlama } from "./runtime.js";
 import { LlamaTokenizer } from "./tokenizer.js";
 
@@ -95,6 +126,24 @@ export interface LlamaEngineOptions {
   modelHash?: string;
   /** directory for KV state files (default `/dev/shm` when present, else the OS temp dir) */
   stateDir?: string;
+  /** P/D: how long KV exported for a remote decode is held without a release, ms (default 30 000) */
+  kvLeaseMs?: number;
+  /** P/D: `remote_engine_id` / layout `engine_id` (default `llama-<uuid>`) */
+  engineId?: string;
+  /**
+   * P/D: side-channel host and port advertised before the server calls
+   * {@link EnginePd.setSideChannel} (default 127.0.0.1 and 0)
+   */
+  sideChannelHost?: string;
+  sideChannelPort?: number;
+  /** P/D decode side: timeout of side-channel requests, ms (default 30 000) */
+  kvTransferTimeoutMs?: number;
+}
+
+/** KV heads and head size of a model (for the P/D layout). */
+interface KvHeads {
+  numKvHeads: number;
+  headDim: number;
 }
 
 /** {@link SamplingParams} plus the fields only this engine reads (not yet passed by the server). */
@@ -225,6 +274,21 @@ export class LlamaEngine implements Engine {
   readonly geometry: KvGeometry;
   /** CPU threads used for evaluation */
   readonly threads: number;
+  /** P/D support (see module doc): layout, held KV for remote decodes, side channel */
+  readonly pd: EnginePd & {
+    /** counters of KV held for remote decodes */
+    leaseStats(): KvLeaseStats;
+  };
+  /** `remote_engine_id` of this engine */
+  readonly engineId: string;
+
+  private readonly leases: KvLeaseStore;
+  private readonly sideChannel: KvSideChannel;
+  private sideHost: string;
+  private sidePort: number;
+  private readonly kvHeads: KvHeads;
+  private readonly attentionBackend: string;
+  private pdCounter = 0;
 
   private readonly slots: Slot[];
   private readonly pending: Pending[] = [];
@@ -261,6 +325,13 @@ export class LlamaEngine implements Engine {
       stateDir: string;
       maxWaitingQueueLength: number;
       defaultTemperature: number;
+      kvHeads: KvHeads;
+      attentionBackend: string;
+      engineId: string;
+      kvLeaseMs: number;
+      sideChannelHost: string;
+      sideChannelPort: number;
+      kvTransferTimeoutMs: number;
     },
     observerHook: { current: ((tokens: number) => void) | null },
   ) {
@@ -284,6 +355,61 @@ export class LlamaEngine implements Engine {
       kind: "llama",
     };
     observerHook.current = (tokens) => this.observer?.onIteration?.(tokens);
+    this.kvHeads = opts.kvHeads;
+    this.attentionBackend = opts.attentionBackend;
+    this.engineId = opts.engineId;
+    this.sideHost = opts.sideChannelHost;
+    this.sidePort = opts.sideChannelPort;
+    this.sideChannel = new KvSideChannel(opts.kvTransferTimeoutMs);
+    this.leases = new KvLeaseStore(opts.kvLeaseMs, (_id, tokens) =>
+      this.observer?.onKvTransfer?.({
+        kind: "expired",
+        ok: false,
+        bytes: 0,
+        xferS: 0,
+        postS: 0,
+        descriptors: Math.ceil(tokens / this.info.blockSize),
+      }),
+    );
+    const leases = this.leases;
+    this.pd = {
+      layout: () => this.layout(),
+      pull: async (id) => {
+        const body = leases.get(id);
+        return body ? { contentType: "application/octet-stream", body } : null;
+      },
+      release: (id) => leases.release(id),
+      setSideChannel: (host, port) => {
+        this.sideHost = host;
+        this.sidePort = port;
+      },
+      leaseStats: () => leases.stats(),
+    };
+  }
+
+  /**
+   * The KV layout served on `GET /llmd/kv/layout` (`kv-transfer.ts`): model file hash, block
+   * size, f16 KV, layers / KV heads / head size from the GGUF, `llama.cpp-cpu[-flash]` backend,
+   * tp 1, bytes per token = 2 × layers × kv_heads × head_dim × 2, the side channel's host/port.
+   */
+  layout(): KvLayout {
+    const g = this.geometry;
+    return {
+      engine_id: this.engineId,
+      model: this.info.model,
+      model_hash: this.modelHash,
+      kv_connector: "NixlConnector",
+      block_size: this.info.blockSize,
+      kv_cache_dtype: g.kvType,
+      num_layers: g.nLayer,
+      num_kv_heads: this.kvHeads.numKvHeads,
+      head_dim: this.kvHeads.headDim,
+      attention_backend: this.attentionBackend,
+      tp_size: 1,
+      bytes_per_token: kvBytesPerToken(g.nLayer, this.kvHeads.numKvHeads, this.kvHeads.headDim, g.kvType),
+      side_channel_host: this.sideHost,
+      side_channel_port: this.sidePort,
+    };
   }
 
   setObserver(o: EngineObserver | null): void {
@@ -315,13 +441,127 @@ export class LlamaEngine implements Engine {
     const n = this.validate(req.promptTokens, req.params.maxTokens);
     const signal = req.signal;
     if (signal?.aborted) throw new ApiError(499, "Request aborted by the client");
+    const kv = req.kvTransferParams;
+    if (kv?.do_remote_prefill === true) return this.decodeFromRemote(req, kv);
+    const prefillForRemote = kv?.do_remote_decode === true && n >= 2;
     const prompt = req.promptTokens.slice();
     return this.startJob(req, prompt, async (seq) => {
       await seq.adaptStateToTokens(tok(prompt.slice(0, n - 1)), false);
       const cached = seq.nextTokenIndex;
       if (cached < n - 1) await seq.evaluateWithoutGeneratingNewTokens(tok(prompt.slice(cached, n - 1)));
-      return { cached, hits: cached };
+      if (!prefillForRemote) return { cached, hits: cached };
+      // prefill for a remote decode: export prompt[0..n−1) before the last token is evaluated
+      const { raw } = await this.saveSeqState(seq);
+      const bytes = encodeKvState(this.stateHeader(seq), raw);
+      return {
+        cached,
+        hits: cached,
+        finalize: (reason: FinishReason) =>
+          reason === "length" ? this.hold(req.requestId, bytes, n - 1) : null,
+      };
     });
+  }
+
+  /**
+   * Holds an exported envelope for a remote decode and returns the prefill response's
+   * `kv_transfer_params` (reference/engine.md §5.2 (b)).
+   */
+  private hold(requestId: string, bytes: Buffer, tokens: number): KvTransferParams {
+    const id = `${requestId}~${++this.pdCounter}`;
+    this.leases.put(id, bytes, tokens);
+    return {
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_engine_id: this.engineId,
+      remote_block_ids: Array.from({ length: Math.ceil(tokens / this.info.blockSize) }, (_, i) => i),
+      remote_request_id: id,
+      remote_host: this.sideHost,
+      remote_port: this.sidePort > 0 ? this.sidePort : null,
+      tp_size: 1,
+    };
+  }
+
+  /**
+   * P/D decode side of {@link generate}: layout check, pull, release, import (module doc).
+   * Transfer failures are reported to the observer and raised as ApiError 400 (layout or
+   * state mismatch) or 502 (pull failed).
+   */
+  private async *decodeFromRemote(req: EngineRequest, kv: KvTransferParams): AsyncGenerator<EngineOutput> {
+    const host = kv.remote_host;
+    const port = kv.remote_port;
+    const id = kv.remote_request_id;
+    if (typeof host !== "string" || host === "" || typeof port !== "number" || typeof id !== "string") {
+      throw new ApiError(
+        400,
+        "kv_transfer_params with do_remote_prefill needs remote_host, remote_port and remote_request_id",
+        { param: "kv_transfer_params" },
+      );
+    }
+    const engineId = typeof kv.remote_engine_id === "string" ? kv.remote_engine_id : undefined;
+    const descriptors = Math.ceil((req.promptTokens.length - 1) / this.info.blockSize);
+    const failed = (notifyFailed = false) =>
+      this.observer?.onKvTransfer?.({
+        kind: "pull",
+        ok: false,
+        bytes: 0,
+        xferS: 0,
+        postS: 0,
+        descriptors,
+        notifyFailed,
+      });
+    const notify = async (): Promise<boolean> => {
+      try {
+        await this.sideChannel.release(host, port, id);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const t0 = performance.now();
+    try {
+      await this.sideChannel.checkLayout(host, port, engineId, this.layout());
+    } catch (e) {
+      // refused: free the prefill's blocks now rather than at the end of its lease
+      failed(!(await notify()));
+      if (e instanceof KvLayoutMismatchError)
+        throw new ApiError(400, e.message, { param: "kv_transfer_params" });
+      throw new ApiError(502, `KV transfer failed: ${(e as Error).message}`);
+    }
+    const t1 = performance.now();
+    let bytes: Buffer;
+    try {
+      bytes = await this.sideChannel.pull(host, port, id, req.signal);
+    } catch (e) {
+      failed(!(await notify()));
+      if (req.signal?.aborted) throw new ApiError(499, "Request aborted by the client");
+      const status = e instanceof KvTransferError && e.status === 404 ? " (unknown or lease expired)" : "";
+      throw new ApiError(502, `KV transfer failed${status}: ${(e as Error).message}`);
+    }
+    const t2 = performance.now();
+    const notified = await notify();
+    let out: AsyncIterable<EngineOutput>;
+    try {
+      out = this.importAndGenerate(bytes, req.promptTokens, req.params, {
+        requestId: req.requestId,
+        signal: req.signal,
+        arrivalMs: req.arrivalMs,
+      });
+    } catch (e) {
+      failed(!notified);
+      if (e instanceof KvStateMismatchError)
+        throw new ApiError(400, e.message, { param: "kv_transfer_params" });
+      throw e;
+    }
+    this.observer?.onKvTransfer?.({
+      kind: "pull",
+      ok: true,
+      bytes: bytes.length,
+      xferS: (t2 - t1) / 1000,
+      postS: (t1 - t0) / 1000,
+      descriptors,
+      notifyFailed: !notified,
+    });
+    yield* out;
   }
 
   /**
@@ -407,24 +647,9 @@ export class LlamaEngine implements Engine {
       this.counters.prefixCacheQueries += prefix.length;
       this.counters.prefixCacheHits += cached;
       this.counters.promptTokens += prefix.length;
-      const path = this.stateFilePath();
-      const t0 = performance.now();
-      let raw: Buffer;
-      try {
-        await seq.saveStateToFile(path);
-        raw = await readFile(path);
-      } finally {
-        await unlink(path).catch(() => {});
-      }
-      const saveMs = performance.now() - t0;
-      const header: KvStateHeader = {
-        modelHash: this.modelHash,
-        model: this.info.model,
-        geometry: this.geometry,
-        tokens: seq.contextTokens.slice(),
-      };
+      const { raw, saveMs } = await this.saveSeqState(seq);
       return {
-        stateBytes: encodeKvState(header, raw),
+        stateBytes: encodeKvState(this.stateHeader(seq), raw),
         tokens: prefix,
         modelHash: this.modelHash,
         cachedTokens: cached,
@@ -437,9 +662,35 @@ export class LlamaEngine implements Engine {
     }
   }
 
+  /** Saves a slot's KV state (llama.cpp file API, §4) and reads it back; `saveMs` in ms. */
+  private async saveSeqState(seq: LlamaContextSequence): Promise<{ raw: Buffer; saveMs: number }> {
+    const path = this.stateFilePath();
+    const t0 = performance.now();
+    let raw: Buffer;
+    try {
+      await seq.saveStateToFile(path);
+      raw = await readFile(path);
+    } finally {
+      await unlink(path).catch(() => {});
+    }
+    return { raw, saveMs: performance.now() - t0 };
+  }
+
+  /** Envelope header for the tokens a slot holds now. */
+  private stateHeader(seq: LlamaContextSequence): KvStateHeader {
+    return {
+      modelHash: this.modelHash,
+      model: this.info.model,
+      geometry: this.geometry,
+      tokens: seq.contextTokens.slice(),
+    };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.leases.clear();
+    await this.sideChannel.close().catch(() => {});
     for (const p of this.pending.splice(0)) p.cancel(new AbortedError("engine closed"));
     for (const a of [...this.aborters]) a();
     await Promise.allSettled([...this.active]);
@@ -564,7 +815,12 @@ export class LlamaEngine implements Engine {
   private startJob(
     req: EngineRequest,
     prompt: readonly number[],
-    prepare: (seq: LlamaContextSequence) => Promise<{ cached: number; hits: number }>,
+    prepare: (seq: LlamaContextSequence) => Promise<{
+      cached: number;
+      hits: number;
+      /** P/D prefill: the response's `kv_transfer_params` for a finish reason */
+      finalize?: (reason: FinishReason) => KvTransferParams | null;
+    }>,
   ): AsyncIterable<EngineOutput> {
     const ch = new OutputChannel();
     const arrival = req.arrivalMs ?? performance.now();
@@ -582,6 +838,7 @@ export class LlamaEngine implements Engine {
     let lastTok = 0;
     let cached = 0;
     let evaluatedPrompt = 0;
+    let finalize: ((reason: FinishReason) => KvTransferParams | null) | undefined;
     let outcome: { fin: LlamaEngineFinish; tokens: number[] } | { error: Error } | null = null;
     /** Records the final output; it is pushed after the slot is released (see `run`). */
     const finish = (reason: FinishReason, tokens: number[]) => {
@@ -599,7 +856,7 @@ export class LlamaEngine implements Engine {
           decodeS: Math.max(0, last - first) / 1000,
           inferenceS: Math.max(0, last - sched) / 1000,
         },
-        kvTransferParams: null,
+        kvTransferParams: finalize ? finalize(reason) : null,
         evaluatedPromptTokens: evaluatedPrompt,
       };
       outcome = { fin, tokens };
@@ -629,6 +886,7 @@ export class LlamaEngine implements Engine {
         const m0 = meter(seq);
         const prep = await prepare(seq);
         cached = prep.cached;
+        finalize = prep.finalize;
         this.counters.prefixCacheQueries += n;
         this.counters.prefixCacheHits += prep.hits;
         this.counters.promptTokens += n;
@@ -720,6 +978,23 @@ export function kvGeometryOf(model: LlamaModel): KvGeometry {
   return { arch, nLayer, nEmbdKv: keyLen * kvHeads, kvType: "f16" };
 }
 
+/** KV heads and head size from GGUF metadata (`<arch>.attention.head_count_kv`, `key_length`). */
+function kvHeadsOf(model: LlamaModel): KvHeads {
+  const md = model.fileInfo.metadata as unknown as Record<string, Record<string, unknown>> & {
+    general: { architecture: string };
+  };
+  const a = (md[md.general.architecture] ?? {}) as Record<string, unknown> & {
+    attention?: Record<string, unknown>;
+  };
+  const num = (v: unknown): number | undefined => (v === undefined || v === null ? undefined : Number(v));
+  const embd = num(a.embedding_length) ?? 0;
+  const heads = num(a.attention?.head_count) ?? 1;
+  return {
+    numKvHeads: num(a.attention?.head_count_kv) ?? heads,
+    headDim: num(a.attention?.key_length) ?? embd / heads,
+  };
+}
+
 /**
  * Loads a GGUF model and starts a llama engine (about 0.5–0.7 s for the first engine in a
  * process, `getLlama`; then tens of ms for small models, reference/llama-engine.md §1–2).
@@ -784,6 +1059,14 @@ export async function createLlamaEngine(opts: LlamaEngineOptions): Promise<Llama
         stateDir,
         maxWaitingQueueLength: opts.maxWaitingQueueLength ?? 1000,
         defaultTemperature: opts.defaultTemperature ?? 1,
+        kvHeads: kvHeadsOf(model),
+        // flash attention changes how V is laid out in the cache (no transposed V)
+        attentionBackend: context.flashAttention === true ? "llama.cpp-cpu-flash" : "llama.cpp-cpu",
+        engineId: opts.engineId ?? `llama-${randomUUID()}`,
+        kvLeaseMs: opts.kvLeaseMs ?? DEFAULT_KV_LEASE_MS,
+        sideChannelHost: opts.sideChannelHost ?? "127.0.0.1",
+        sideChannelPort: opts.sideChannelPort ?? 0,
+        kvTransferTimeoutMs: opts.kvTransferTimeoutMs ?? 30_000,
       },
       hook,
     );
