@@ -14,6 +14,7 @@ import { MODEL_SERVER_PORT } from "../framework/ports.js";
 import { logger } from "../log.js";
 import { parseDurationMs } from "../framework/duration.js";
 import { SIM_DEFAULTS, type SimEngineOptions } from "../modelserver/engines/sim/engine.js";
+import { type DeferredKvEvents, deferKvEvents } from "../modelserver/kv-events/config.js";
 import { type ModelServerOptions, startModelServer } from "../modelserver/server.js";
 
 const int =
@@ -71,6 +72,8 @@ export interface ServeFlags {
   podName?: string;
   enablePromptTokensDetails: boolean;
   maxLoras: number;
+  /** vLLM `--kv-events-config` JSON (KV events over ZMQ) */
+  kvEventsConfig?: string;
 }
 
 /**
@@ -212,7 +215,11 @@ export function registerServe(program: Command): void {
       true,
     )
     .option("--no-enable-prompt-tokens-details", "omit usage.prompt_tokens_details")
-    .option("--max-loras <n>", "max_lora label of vllm:lora_requests_info", int(0), 1);
+    .option("--max-loras <n>", "max_lora label of vllm:lora_requests_info", int(0), 1)
+    .option(
+      "--kv-events-config <json>",
+      'KV events over ZMQ, vLLM\'s JSON: \'{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558","topic":"kv@<ip>:<port>@<model>"}\' (topic "" = kv@<host>:<port>@<model>; llmd extension "bind": true binds a non-wildcard endpoint)',
+    );
   cmd.action(async (f: ServeFlags) => {
     if (f.engine !== "sim" && f.engine !== "llama") {
       cmd.error(`llmd serve: unknown engine "${f.engine}" (use sim or llama)`, { exitCode: 2 });
@@ -244,8 +251,28 @@ export function registerServe(program: Command): void {
       cmd.error(`llmd serve: ${(e as Error).message}`, { exitCode: 2 });
     }
     if (!opts) return;
+    let kvEvents: DeferredKvEvents | null = null;
+    if (f.kvEventsConfig !== undefined) {
+      try {
+        kvEvents = deferKvEvents(f.kvEventsConfig);
+      } catch (e) {
+        cmd.error(`llmd serve: ${(e as Error).message}`, { exitCode: 2 });
+      }
+      const ev = kvEvents!;
+      opts = { ...opts, observers: [...(opts.observers ?? []), ev.observer], onPrefixCacheReset: () => ev.cleared() };
+    }
     const log = logger.child({ component: "serve" });
     const server = await startModelServer(opts);
+    if (kvEvents) {
+      try {
+        const feed = await kvEvents.start({ host: f.host, port: server.port, model: opts.servedModelNames?.[0] ?? server.engine.info.model });
+        log.info({ endpoint: feed.publisher.endpoint, topic: feed.publisher.topic, enabled: feed.publisher.enabled }, "KV events");
+      } catch (e) {
+        log.error({ err: (e as Error).message }, "llmd serve: cannot open the KV-event publisher (--kv-events-config)");
+        await server.close();
+        process.exit(1);
+      }
+    }
     const info = server.engine.info;
     if (info.maxModelLen > info.numGpuBlocks * info.blockSize) {
       log.warn(
@@ -269,7 +296,7 @@ export function registerServe(program: Command): void {
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig }, "llmd serve: shutting down");
-      server.close().then(
+      server.close().then(() => kvEvents?.close()).then(
         () => process.exit(0),
         (e: Error) => {
           log.error({ err: e.message }, "llmd serve: error while closing");

@@ -88,6 +88,8 @@ export interface ModelServerOptions {
   maxLoras?: number;
   /** more engine observers (e.g. a KV-event publisher), combined with the metrics' one */
   observers?: EngineObserver[];
+  /** called after a successful `POST /reset_prefix_cache` (KV events: `AllBlocksCleared`) */
+  onPrefixCacheReset?: () => void;
 }
 
 /** A listening model server. */
@@ -112,6 +114,7 @@ interface Ctx {
   host: string;
   port: string;
   startedS: number;
+  onPrefixCacheReset?: () => void;
 }
 
 /**
@@ -137,6 +140,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
     host,
     port: "",
     startedS: Math.floor(Date.now() / 1000),
+    onPrefixCacheReset: opts.onPrefixCacheReset,
   };
   const server: Server = createServer((req, res) => {
     handle(ctx, req, res).catch((e) => {
@@ -258,6 +262,17 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
         const p = parseRequest("chat", await readBody(req, ctx.bodyLimit));
         checkModel(ctx, p.body.model);
         sendJson(res, 200, { token_ids: chatPrompt(ctx, p.body as ChatCompletionRequest).prompt });
+        return;
+      }
+      case "/reset_prefix_cache": {
+        // vLLM: POST, 200 even when the reset is refused because requests hold blocks
+        if (method !== "POST") throw methodNotAllowed(method, path);
+        const eng = ctx.engine as Engine & { resetPrefixCache?: () => boolean };
+        if (!eng.resetPrefixCache) throw pathNotFound(method, path);
+        const reset = eng.resetPrefixCache();
+        if (reset) ctx.onPrefixCacheReset?.();
+        else log.warn("prefix cache not reset: running requests still hold KV blocks");
+        sendJson(res, 200, { reset });
         return;
       }
       default:

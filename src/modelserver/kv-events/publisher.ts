@@ -69,6 +69,12 @@ export interface KvEventPublisherOptions extends KvEventsConfig {
   dataParallelRank?: number;
   /** seconds since the epoch for `ts`; default `Date.now() / 1000` */
   clock?: () => number;
+  /**
+   * llmd extension (not a vLLM field): force binding (true) or connecting (false) the PUB,
+   * overriding the `*`/`::` rule — lets a local stack bind `tcp://127.0.0.1:<port>` only.
+   * Default: the vLLM rule ({@link publisherBinds}).
+   */
+  bind?: boolean;
 }
 
 export const DEFAULT_KV_EVENTS_ENDPOINT = "tcp://*:5557";
@@ -200,7 +206,7 @@ export class KvEventPublisher {
     let replayActual: string | null = null;
     let connected: Promise<void> | null = null;
     try {
-      if (publisherBinds(endpoint)) {
+      if (opts.bind ?? publisherBinds(endpoint)) {
         await pub.bind(endpoint);
         actual = pub.lastEndpoint ?? endpoint;
       } else {

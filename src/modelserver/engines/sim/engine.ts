@@ -385,6 +385,14 @@ export class SimEngine implements Engine {
     return channel;
   }
 
+  /**
+   * `POST /reset_prefix_cache`: drops every cached prefix block (see `KvCache.resetPrefixCache`).
+   * @returns false when running requests still hold blocks (nothing changed), as vLLM
+   */
+  resetPrefixCache(): boolean {
+    return this.kv.resetPrefixCache();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

@@ -193,6 +193,23 @@ export class KvCache {
   }
 
   /**
+   * Prefix-cache reset (vLLM `BlockPool.reset_prefix_cache`): when no block is referenced by a
+   * running request, drops every cached hash (the blocks become clean) without `onEvict`
+   * callbacks — the caller announces `AllBlocksCleared` instead.
+   * @returns false, changing nothing, when some block is still in use (as vLLM)
+   */
+  resetPrefixCache(): boolean {
+    if (this.numFree !== this.numBlocks) return false;
+    for (const b of this.lru.values()) {
+      b.hash = null;
+      this.clean.push(b.id);
+    }
+    this.lru.clear();
+    this.byHash.clear();
+    return true;
+  }
+
+  /**
    * Drops one reference on each block, last block first. Blocks reaching 0 keep their hash
    * and go to the LRU tail, or back to the clean pool when unhashed.
    */
