@@ -14,6 +14,9 @@ import { MODEL_SERVER_PORT } from "../framework/ports.js";
 import { logger } from "../log.js";
 import { parseDurationMs } from "../framework/duration.js";
 import { SIM_DEFAULTS, type SimEngineOptions } from "../modelserver/engines/sim/engine.js";
+import { FAILURE_TYPES, parseFailureTypes } from "../modelserver/failures.js";
+import { DEFAULT_KV_LINK, KV_LINK_PRESETS, kvLinkPreset, parseBandwidth } from "../modelserver/kv-link.js";
+import { kvBytesPerToken } from "../modelserver/kv-transfer.js";
 import { type DeferredKvEvents, deferKvEvents } from "../modelserver/kv-events/config.js";
 import { type ModelServerOptions, startModelServer } from "../modelserver/server.js";
 
@@ -33,6 +36,13 @@ const num =
     }
     return n;
   };
+const bandwidth = (v: string): number => {
+  try {
+    return parseBandwidth(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
 const dur = (v: string): number => {
   try {
     return parseDurationMs(v);
@@ -74,6 +84,52 @@ export interface ServeFlags {
   maxLoras: number;
   /** vLLM `--kv-events-config` JSON (KV events over ZMQ) */
   kvEventsConfig?: string;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  kvCacheDtype: string;
+  attentionBackend: string;
+  tensorParallelSize: number;
+  kvTransferConfig?: string;
+  sideChannelHost?: string;
+  sideChannelPort?: number;
+  kvLink: string;
+  kvLinkBandwidth?: number;
+  kvLinkLatency?: number;
+  kvLease: number;
+  kvLoadFailurePolicy?: string;
+  engineId?: string;
+  failureInjectionRate: number;
+  failureTypes?: string;
+  failureMidStreamRate: number;
+}
+
+/** What `--kv-transfer-config` may contain (reference/engine.md §5.1). */
+interface KvTransferConfig {
+  kv_connector?: string;
+  kv_role?: string;
+  kv_load_failure_policy?: string;
+  kv_connector_extra_config?: { kv_lease_duration?: number; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+/**
+ * Parses `--kv-transfer-config` (JSON). Only `NixlConnector` is accepted; `kv_role` is ignored
+ * as NixlConnector does (reference/engine.md §5.1).
+ * @throws Error on invalid JSON or another connector
+ */
+export function parseKvTransferConfig(v: string): KvTransferConfig {
+  let c: KvTransferConfig;
+  try {
+    c = JSON.parse(v) as KvTransferConfig;
+  } catch (e) {
+    throw new Error(`--kv-transfer-config: not JSON (${(e as Error).message})`);
+  }
+  if (c === null || typeof c !== "object" || Array.isArray(c)) throw new Error("--kv-transfer-config: expected a JSON object");
+  if (c.kv_connector !== undefined && c.kv_connector !== "NixlConnector") {
+    throw new Error(`--kv-transfer-config: kv_connector ${JSON.stringify(c.kv_connector)} is not supported (NixlConnector only)`);
+  }
+  return c;
 }
 
 /**
@@ -85,6 +141,13 @@ export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
   if (!["", "constant", "per-token"].includes(f.latencyCalculator)) {
     throw new Error(`--latency-calculator ${f.latencyCalculator}: expected constant or per-token`);
   }
+  const ktc = f.kvTransferConfig ? parseKvTransferConfig(f.kvTransferConfig) : {};
+  const policy = f.kvLoadFailurePolicy ?? ktc.kv_load_failure_policy ?? "fail";
+  if (policy !== "fail" && policy !== "recompute") {
+    throw new Error(`--kv-load-failure-policy ${policy}: expected fail or recompute`);
+  }
+  const link = kvLinkPreset(f.kvLink ?? DEFAULT_KV_LINK);
+  const leaseS = ktc.kv_connector_extra_config?.kv_lease_duration;
   const sim: Partial<SimEngineOptions> = {
     model: f.model,
     maxModelLen: f.maxModelLen,
@@ -105,7 +168,26 @@ export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
     timeScale: f.timeScale,
     kvCacheTransferLatencyMs: f.kvCacheTransferLatency,
     kvCacheTransferTimePerTokenMs: f.kvCacheTransferTimePerToken,
+    numLayers: f.numLayers,
+    numKvHeads: f.numKvHeads,
+    headDim: f.headDim,
+    kvCacheDtype: f.kvCacheDtype,
+    attentionBackend: f.attentionBackend,
+    tensorParallelSize: f.tensorParallelSize,
+    kvLeaseMs: typeof leaseS === "number" && leaseS > 0 ? leaseS * 1000 : f.kvLease,
+    kvLinkBandwidthBytesPerS: f.kvLinkBandwidth ?? link.bandwidthBytesPerS,
+    kvLinkLatencyMs: f.kvLinkLatency ?? link.latencyMs,
+    kvLoadFailurePolicy: policy,
+    engineId: f.engineId ?? "",
   };
+  // validates the dtype early (unknown → error)
+  kvBytesPerToken(f.numLayers, f.numKvHeads, f.headDim, f.kvCacheDtype);
+  for (const [k, v] of [
+    ["--failure-injection-rate", f.failureInjectionRate],
+    ["--failure-mid-stream-rate", f.failureMidStreamRate],
+  ] as const) {
+    if (v > 100) throw new Error(`${k} ${v}: expected 0..100`);
+  }
   return {
     sim,
     host: f.host,
@@ -115,6 +197,13 @@ export function serveOptionsFromFlags(f: ServeFlags): ModelServerOptions {
     podName: f.podName ?? (process.env.POD_NAME || undefined),
     enablePromptTokensDetails: f.enablePromptTokensDetails,
     maxLoras: f.maxLoras,
+    sideChannelHost: f.sideChannelHost ?? (process.env.VLLM_NIXL_SIDE_CHANNEL_HOST || undefined),
+    sideChannelPort: f.sideChannelPort,
+    failures: {
+      rate: f.failureInjectionRate,
+      types: f.failureTypes ? parseFailureTypes(f.failureTypes) : [],
+      midStreamRate: f.failureMidStreamRate,
+    },
   };
 }
 
@@ -219,6 +308,39 @@ export function registerServe(program: Command): void {
     .option(
       "--kv-events-config <json>",
       'KV events over ZMQ, vLLM\'s JSON: \'{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5558","topic":"kv@<ip>:<port>@<model>"}\' (topic "" = kv@<host>:<port>@<model>; llmd extension "bind": true binds a non-wildcard endpoint)',
+    )
+    .option("--num-layers <n>", "KV geometry: layers (default Llama-3.1-8B)", int(1), d.numLayers)
+    .option("--num-kv-heads <n>", "KV geometry: KV heads", int(1), d.numKvHeads)
+    .option("--head-dim <n>", "KV geometry: head dimension", int(1), d.headDim)
+    .option("--kv-cache-dtype <dtype>", "KV dtype: bf16 | fp16 | fp8 | fp32", d.kvCacheDtype)
+    .option("--attention-backend <name>", "attention backend advertised in the KV layout", d.attentionBackend)
+    .option("--tensor-parallel-size <n>", "tensor-parallel size advertised (tp_size)", int(1), d.tensorParallelSize)
+    .option(
+      "--kv-transfer-config <json>",
+      'P/D: e.g. \'{"kv_connector":"NixlConnector","kv_role":"kv_both"}\' (NixlConnector only; kv_load_failure_policy, kv_connector_extra_config.kv_lease_duration read)',
+    )
+    .option(
+      "--side-channel-host <host>",
+      "P/D: host advertised in remote_host (default: $VLLM_NIXL_SIDE_CHANNEL_HOST, else --host); must be routable, not 0.0.0.0",
+    )
+    .option("--side-channel-port <port>", "P/D: port advertised in remote_port (default: the HTTP port)", int(1))
+    .option(
+      "--kv-link <preset>",
+      `P/D: simulated link of KV pulls: ${Object.keys(KV_LINK_PRESETS).join(" | ")} (see docs/pd.md)`,
+      DEFAULT_KV_LINK,
+    )
+    .option("--kv-link-bandwidth <bw>", "P/D: link bandwidth override (bytes/s, or 25Gbps, 10GB/s)", bandwidth)
+    .option("--kv-link-latency <dur>", "P/D: fixed latency per transfer override (Go duration or ms)", dur)
+    .option("--kv-lease <dur>", "P/D prefill side: how long KV is held for a remote decode (wall clock)", dur, d.kvLeaseMs)
+    .option("--kv-load-failure-policy <policy>", "P/D decode side: fail (default) | recompute")
+    .option("--engine-id <id>", "P/D: engine id (remote_engine_id; default: a random uuid)")
+    .option("--failure-injection-rate <pct>", "inject errors into this % of requests (0..100)", num(0), 0)
+    .option("--failure-types <list>", `comma list of: ${FAILURE_TYPES.join(",")} (default all)`)
+    .option(
+      "--failure-mid-stream-rate <pct>",
+      "cut this % of streamed responses after their first chunk (0..100)",
+      num(0),
+      0,
     );
   cmd.action(async (f: ServeFlags) => {
     if (f.engine !== "sim" && f.engine !== "llama") {

@@ -152,8 +152,11 @@ export interface StoredBlocks {
  * side's expired leases (`expired`).
  */
 export interface KvTransferEvent {
-  /** "pull": a READ by this (decode) server; "expired": a lease of KV held here for a remote decode ran out */
-  kind: "pull" | "expired";
+  /**
+   * "pull": a READ by this (decode) server; "expired": a lease of KV held here for a remote
+   * decode ran out; "notify": only a notification (release) outcome (see `notifyFailed`)
+   */
+  kind: "pull" | "expired" | "notify";
   /** false when the transfer failed (layout refused, pull error) */
   ok: boolean;
   /** bytes moved (0 when failed) */
@@ -230,6 +233,19 @@ export interface EnginePd {
    * own), which the engine advertises in its layout and its prefill `kv_transfer_params`.
    */
   setSideChannel?(host: string, port: number): void;
+  /**
+   * Decode role, called by the HTTP surface before {@link Engine.generate} for a request with
+   * `kv_transfer_params.do_remote_prefill`: side-channel handshake, layout check and pull, so
+   * that a refused transfer is an HTTP error before any response byte (also for streams).
+   * @returns the params to pass to `generate`; null = recompute the prompt locally
+   *   (`kv_load_failure_policy: recompute`)
+   * @throws ApiError (400 layout mismatch naming both layouts; 502 pull failed under `fail`)
+   */
+  prepareRemote?(
+    params: KvTransferParams,
+    promptTokens: readonly number[],
+    signal?: AbortSignal,
+  ): Promise<KvTransferParams | null>;
 }
 
 /** An inference engine. */

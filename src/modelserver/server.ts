@@ -58,6 +58,7 @@ import {
   type EngineOutput,
 } from "./engine.js";
 import { SimEngine, type SimEngineOptions } from "./engines/sim/engine.js";
+import { drawFailure, errorForStatus, type FailureInjection, RETURN_ERROR_HEADER } from "./failures.js";
 import { ModelServerMetrics } from "./metrics.js";
 import type { TemplateMessage } from "./tokenizer.js";
 
@@ -90,6 +91,12 @@ export interface ModelServerOptions {
   observers?: EngineObserver[];
   /** called after a successful `POST /reset_prefix_cache` (KV events: `AllBlocksCleared`) */
   onPrefixCacheReset?: () => void;
+  /** P/D side-channel host advertised in `remote_host` and the layout (default: `host`) */
+  sideChannelHost?: string;
+  /** P/D side-channel port advertised in `remote_port` (default: the HTTP port) */
+  sideChannelPort?: number;
+  /** failure injection (`failures.ts`); default none (`X-Return-Error` is always honoured) */
+  failures?: FailureInjection;
 }
 
 /** A listening model server. */
@@ -115,6 +122,7 @@ interface Ctx {
   port: string;
   startedS: number;
   onPrefixCacheReset?: () => void;
+  failures: FailureInjection;
 }
 
 /**
@@ -141,6 +149,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
     port: "",
     startedS: Math.floor(Date.now() / 1000),
     onPrefixCacheReset: opts.onPrefixCacheReset,
+    failures: opts.failures ?? { rate: 0, types: [], midStreamRate: 0 },
   };
   const server: Server = createServer((req, res) => {
     handle(ctx, req, res).catch((e) => {
@@ -164,7 +173,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<R
   const port = (server.address() as AddressInfo).port;
   ctx.port = String(port);
   if (ctx.podName === "") ctx.podName = `${host}:${port}`;
-  engine.pd?.setSideChannel?.(host, port);
+  engine.pd?.setSideChannel?.(opts.sideChannelHost ?? host, opts.sideChannelPort ?? port);
   const urlHost = host.includes(":") ? `[${host}]` : host;
   let closing: Promise<void> | null = null;
   return {
@@ -505,13 +514,21 @@ function usageBody(ctx: Ctx, fin: EngineFinish, stream: boolean): Record<string,
 async function inference(
   ctx: Ctx,
   parsed: ParsedRequest,
-  _req: IncomingMessage,
+  req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
   arrival: number,
 ): Promise<void> {
   const body = parsed.body;
   const model = checkModel(ctx, body.model);
+  // failure injection (failures.ts): X-Return-Error first, then the configured rate
+  const forced = req.headers[RETURN_ERROR_HEADER];
+  if (forced !== undefined) {
+    const e = errorForStatus(Number(Array.isArray(forced) ? forced[0] : forced), model, ctx.engine.info.maxModelLen);
+    if (e) throw e;
+  }
+  const injected = drawFailure(ctx.failures, model, ctx.engine.info.maxModelLen);
+  if (injected) throw injected;
   if ((body.n ?? 1) !== 1) throw badRequest("n > 1 is not supported by this server", "n");
   const tok = ctx.engine.tokenizer;
   const maxLen = ctx.engine.info.maxModelLen;
@@ -559,6 +576,12 @@ async function inference(
   res.on("close", () => {
     if (!res.writableFinished) ac.abort();
   });
+  // P/D decode leg: handshake, layout check and pull before any response byte (EnginePd.prepareRemote)
+  let kvForEngine = kvIn;
+  if (kvIn?.do_remote_prefill === true && ctx.engine.pd?.prepareRemote) {
+    kvForEngine = await ctx.engine.pd.prepareRemote(kvIn, prompt, ac.signal);
+    if (ac.signal.aborted) return;
+  }
   const stream = ctx.engine.generate({
     requestId,
     promptTokens: prompt,
@@ -573,7 +596,7 @@ async function inference(
       topK: body.top_k ?? undefined,
     },
     cacheSalt: body.cache_salt ?? undefined,
-    kvTransferParams: kvIn,
+    kvTransferParams: kvForEngine,
     signal: ac.signal,
     arrivalMs: arrival,
   });
@@ -632,8 +655,21 @@ async function inference(
     const send = (choices: unknown[], usage?: unknown) => {
       pending += `${head}${JSON.stringify(choices)}${usage !== undefined ? `,"usage":${JSON.stringify(usage)}` : ""}}\n\n`;
     };
+    // chaos: cut the stream after its first chunk (failures.ts midStreamRate)
+    let cut = ctx.failures.midStreamRate > 0 && Math.random() * 100 < ctx.failures.midStreamRate;
+    let cutting = false;
     const flush = () => {
-      if (pending !== "" && !res.destroyed) res.write(pending);
+      if (pending !== "" && !res.destroyed && !cutting) {
+        if (cut) {
+          cut = false;
+          cutting = true;
+          // destroyed once the first chunk is on the wire
+          res.write(pending, () => {
+            ac.abort();
+            res.destroy();
+          });
+        } else res.write(pending);
+      }
       pending = "";
     };
     if (isChat) {

@@ -49,7 +49,9 @@ import type {
   FinishReason,
 } from "../../engine.js";
 import { SimTokenizer } from "../../tokenizer.js";
+import { DEFAULT_KV_LINK, KV_LINK_PRESETS } from "../../kv-link.js";
 import { blockHashes, firstBlockExtra, type KvBlock, KvCache } from "./kv-cache.js";
+import { type KvLoadFailurePolicy, type RemoteKv, SimPd } from "./pd.js";
 import { echoPlan, randomPlan, type TextPlan, WordTokens } from "./text.js";
 
 /** Options of the sim engine. Durations are ms of simulated time. */
@@ -90,10 +92,35 @@ export interface SimEngineOptions {
   timeScale: number;
   /** keep the last N step and request records for tests (default 0) */
   historySize: number;
-  /** P/D decode side: constant KV pull time, ms (default 0 = use the per-token time) */
+  /** P/D decode side: constant KV pull time, ms (llm-d-inference-sim flag; default 0 = unset) */
   kvCacheTransferLatencyMs: number;
-  /** P/D decode side: KV pull time per pulled prompt token, ms (default 0.003 = 3 µs) */
+  /**
+   * P/D decode side: KV pull time per moved token, ms (llm-d-inference-sim flag; default 0 =
+   * unset: the link model `kvLinkLatencyMs + bytes / kvLinkBandwidthBytesPerS` is used)
+   */
   kvCacheTransferTimePerTokenMs: number;
+  /** KV geometry (layout and bytes per token, reference/engine.md §8); default Llama-3.1-8B: 32 */
+  numLayers: number;
+  /** default 8 */
+  numKvHeads: number;
+  /** default 128 */
+  headDim: number;
+  /** KV dtype: bf16 (default), fp16, fp8… */
+  kvCacheDtype: string;
+  /** attention backend advertised in the layout (default FLASH_ATTN) */
+  attentionBackend: string;
+  /** tensor-parallel size advertised (`tp_size`, default 1) */
+  tensorParallelSize: number;
+  /** P/D prefill side: how long KV is held for a remote decode, ms wall-clock (default 30 000) */
+  kvLeaseMs: number;
+  /** P/D decode side: link bandwidth, bytes/s (default the rdma-100g preset: 10 GB/s) */
+  kvLinkBandwidthBytesPerS: number;
+  /** P/D decode side: fixed latency per transfer, ms of simulated time (default 1) */
+  kvLinkLatencyMs: number;
+  /** `kv_load_failure_policy`: fail (default) or recompute (reference/engine.md §5.1) */
+  kvLoadFailurePolicy: KvLoadFailurePolicy;
+  /** engine id (`remote_engine_id`); "" (default) = a random uuid */
+  engineId: string;
 }
 
 /** Defaults: the "8B on H100" profile of llm-d-inference-sim (reference/engine.md §6.4). */
@@ -117,7 +144,18 @@ export const SIM_DEFAULTS: SimEngineOptions = {
   timeScale: 1,
   historySize: 0,
   kvCacheTransferLatencyMs: 0,
-  kvCacheTransferTimePerTokenMs: 0.003,
+  kvCacheTransferTimePerTokenMs: 0,
+  numLayers: 32,
+  numKvHeads: 8,
+  headDim: 128,
+  kvCacheDtype: "bf16",
+  attentionBackend: "FLASH_ATTN",
+  tensorParallelSize: 1,
+  kvLeaseMs: 30_000,
+  kvLinkBandwidthBytesPerS: KV_LINK_PRESETS[DEFAULT_KV_LINK].bandwidthBytesPerS,
+  kvLinkLatencyMs: KV_LINK_PRESETS[DEFAULT_KV_LINK].latencyMs,
+  kvLoadFailurePolicy: "fail",
+  engineId: "",
 };
 
 /** One engine step, in simulated time (history for tests and benches). */
@@ -225,6 +263,8 @@ class Seq {
   /** P/D prefill leg (`kv_transfer_params.do_remote_decode`) */
   readonly remoteDecode: boolean;
   loadTimer: NodeJS.Timeout | null = null;
+  /** P/D decode leg: what the side channel told (undefined: no side channel, all blocks assumed remote) */
+  remote: RemoteKv | undefined;
   /** all tokens but the latest are computed: the next step is a one-token decode */
   inDecode = false;
 
@@ -267,7 +307,9 @@ export class SimEngine implements Engine {
   /** P/D decode legs whose KV arrived, waiting for a running slot */
   private readonly loaded: Seq[] = [];
   /** `remote_engine_id` this engine reports on prefill responses */
-  readonly engineId = randomUUID();
+  readonly engineId: string;
+  /** P/D: both roles (side channel, held blocks, simulated transfers) */
+  readonly pd: SimPd;
   private readonly calc: "constant" | "per-token";
   private observer: EngineObserver | null = null;
   private loopActive = false;
@@ -313,6 +355,28 @@ export class SimEngine implements Engine {
           : "per-token"
         : o.latencyCalculator;
     this.kv = new KvCache(o.numGpuBlocks, o.blockSize);
+    this.engineId = o.engineId || randomUUID();
+    this.pd = new SimPd(
+      {
+        engineId: this.engineId,
+        model: o.model,
+        blockSize: o.blockSize,
+        numLayers: o.numLayers,
+        numKvHeads: o.numKvHeads,
+        headDim: o.headDim,
+        kvCacheDtype: o.kvCacheDtype,
+        attentionBackend: o.attentionBackend,
+        tensorParallelSize: o.tensorParallelSize,
+        kvLeaseMs: o.kvLeaseMs,
+        link: { bandwidthBytesPerS: o.kvLinkBandwidthBytesPerS, latencyMs: o.kvLinkLatencyMs },
+        kvLoadFailurePolicy: o.kvLoadFailurePolicy,
+      },
+      {
+        free: (blocks) => this.kv.free(blocks),
+        observer: () => this.observer,
+        wake: () => this.wake(),
+      },
+    );
     this.kv.onEvict = (h) => this.evicted.push(h);
     this.tokenizer = new SimTokenizer();
     this.words = new WordTokens(this.tokenizer);
@@ -399,6 +463,7 @@ export class SimEngine implements Engine {
     this.timer = null;
     for (const s of [...this.running, ...this.waiting, ...this.loading, ...this.loaded])
       this.finish(s, "abort");
+    await this.pd.close();
   }
 
   private wake(): void {
@@ -431,10 +496,13 @@ export class SimEngine implements Engine {
     let decodeSeqs = 0;
     let constPrefill = 0;
     let total = 0;
+    let remainderTokens = 0;
     for (const [seq, n, decode] of batch) {
       total += n;
-      if (decode) decodeSeqs++;
-      else {
+      if (decode) {
+        decodeSeqs++;
+        remainderTokens += n - 1;
+      } else {
         prefillTokens += n;
         constPrefill += (o.timeToFirstTokenMs * n) / seq.prefillTarget;
       }
@@ -447,6 +515,8 @@ export class SimEngine implements Engine {
           : o.prefillOverheadMs + prefillTokens * o.prefillTimePerTokenMs;
     }
     if (decodeSeqs > 0) stepMs += o.interTokenLatencyMs * (1 + o.decodeBatchFactor * (decodeSeqs - 1));
+    // P/D: prompt tokens past the pulled blocks, computed with a decode step
+    if (remainderTokens > 0) stepMs += remainderTokens * o.prefillTimePerTokenMs;
     const startMs = this.simNowMs;
     if (o.historySize > 0) {
       this.steps.push({ startMs, durationMs: stepMs, prefillTokens, decodeSeqs, seqs: batch.length });
@@ -520,14 +590,24 @@ export class SimEngine implements Engine {
       this.preemptedInStep = true;
       return out;
     }
-    // P/D decode legs whose KV arrived: their last prompt token is computed like a decode.
+    // P/D decode legs whose KV arrived: the prompt tokens past the last pulled full block (at
+    // least the last one) join the batch like a decode (one ITL share + per-token cost, no
+    // prefill overhead); a longer remainder (blocks the prefill side did not have) is a prefill.
     while (this.loaded.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
       const seq = this.loaded.shift()!;
       seq.state = RUNNING;
-      seq.inDecode = true;
       this.running.push(seq);
-      out.push([seq, 1, true]);
-      budget -= 1;
+      const rest = seq.tokens.length - seq.computed;
+      if (rest > bs) {
+        const n = Math.min(rest, budget);
+        out.push([seq, n, false]);
+        budget -= n;
+      } else {
+        seq.inDecode = true;
+        seq.prefillTokens += rest;
+        out.push([seq, rest, true]);
+        budget -= rest;
+      }
     }
     while (this.waiting.length > 0 && this.running.length < o.maxNumSeqs && budget > 0) {
       const seq = this.waiting[0]!;
@@ -558,7 +638,7 @@ export class SimEngine implements Engine {
         this.counters.promptTokens += seq.req.promptTokens.length;
       }
       if (pull) {
-        this.startPull(seq, total - hitTokens);
+        this.startPull(seq, hit.length);
         continue;
       }
       this.running.push(seq);
@@ -569,26 +649,43 @@ export class SimEngine implements Engine {
   }
 
   /**
-   * P/D decode leg: the prompt's blocks are allocated; the KV of `tokens` prompt tokens is
-   * pulled from the prefill server without using engine steps (NIXL reads are asynchronous),
-   * taking `kvCacheTransferLatency` (when > 0) or `tokens × kvCacheTransferTimePerToken`.
-   * Then all prompt tokens but the last count as computed (the last is computed here, as a
-   * one-token decode-like step that samples the first token).
+   * P/D decode leg (vLLM `WAITING_FOR_REMOTE_KVS`): the prompt's blocks are allocated (local
+   * prefix hits reused). The full prompt blocks the prefill side holds and this engine does not
+   * already cache are "read" outside the engine steps (NIXL reads are asynchronous), taking
+   * `kvCacheTransferLatency` (when > 0), else `moved tokens × kvCacheTransferTimePerToken` (when
+   * > 0), else the link model `latency + bytes / bandwidth` with bytes = moved blocks ×
+   * block_size × bytes_per_token (reference/engine.md §8: only full blocks move; cached blocks
+   * are not moved). Then the transfer is recorded, the prefill side notified, and the prompt
+   * counts as computed up to the last pulled full block (at most all tokens but the last).
    */
-  private startPull(seq: Seq, tokens: number): void {
+  private startPull(seq: Seq, hitBlocks: number): void {
     const o = this.opts;
+    const bs = o.blockSize;
     seq.state = LOADING;
     this.loading.add(seq);
+    seq.remote = this.pd.remoteFor(seq.req.kvTransferParams);
+    const total = seq.tokens.length;
+    const fullPrompt = Math.floor(total / bs);
+    const remoteBlocks = seq.remote ? Math.min(seq.remote.blocks, fullPrompt) : fullPrompt;
+    const moved = Math.max(0, remoteBlocks - hitBlocks);
+    const covered = Math.max(hitBlocks, remoteBlocks);
     const ms =
-      o.kvCacheTransferLatencyMs > 0 ? o.kvCacheTransferLatencyMs : tokens * o.kvCacheTransferTimePerTokenMs;
+      moved === 0
+        ? 0
+        : o.kvCacheTransferLatencyMs > 0
+          ? o.kvCacheTransferLatencyMs
+          : o.kvCacheTransferTimePerTokenMs > 0
+            ? moved * bs * o.kvCacheTransferTimePerTokenMs
+            : this.pd.transferMs(moved);
     const startSim = this.simNowMs;
+    const startWall = performance.now();
     const done = () => {
       seq.loadTimer = null;
       if (seq.state !== LOADING || this.closed) return;
       this.loading.delete(seq);
-      const total = seq.tokens.length;
-      seq.computed = total - 1;
-      const full = Math.floor(seq.computed / o.blockSize);
+      this.pd.completed(seq.remote, moved, (performance.now() - startWall) / 1000);
+      seq.computed = Math.min(covered * bs, total - 1);
+      const full = Math.floor(seq.computed / bs);
       this.commitBlocks(seq, seq.committed, full);
       seq.committed = Math.max(seq.committed, full);
       this.emitEvicted();
@@ -692,23 +789,33 @@ export class SimEngine implements Engine {
     const list = seq.state === RUNNING ? this.running : seq.state === LOADED ? this.loaded : this.waiting;
     const idx = list.indexOf(seq);
     if (idx >= 0) list.splice(idx, 1);
-    if (seq.state === LOADING) this.loading.delete(seq);
+    if (seq.state === LOADING) {
+      this.loading.delete(seq);
+      // the decode request ended before its KV arrived: the prefill side is notified anyway
+      this.pd.abandoned(seq.remote);
+    }
     if (seq.loadTimer) clearTimeout(seq.loadTimer);
     seq.loadTimer = null;
     let kvOut: KvTransferParams | null = null;
     if (seq.remoteDecode && reason === "length") {
-      // NIXL v2 prefill response (reference/engine.md §5.2 (b)); the server adds remote_host/port.
-      // Deviation: the blocks are freed at once (they stay cached), not held until the decode
-      // side reads them.
+      // NIXL v2 prefill response (reference/engine.md §5.2 (b)): the prompt's full blocks stay
+      // referenced (held) until the decode side releases them or the lease expires.
+      const full = Math.min(seq.blocks.length, Math.floor(seq.req.promptTokens.length / this.opts.blockSize));
+      const keep = seq.blocks.slice(0, full);
+      const rest = seq.blocks.slice(full);
+      if (rest.length > 0) this.kv.free(rest);
+      seq.blocks = [];
+      this.pd.hold(seq.req.requestId, keep, seq.req.promptTokens.slice(0, full * this.opts.blockSize));
+      const sc = this.pd.sideChannel;
       kvOut = {
         do_remote_prefill: true,
         do_remote_decode: false,
-        remote_block_ids: seq.blocks
-          .slice(0, Math.floor(seq.req.promptTokens.length / this.opts.blockSize))
-          .map((b) => b.id),
         remote_engine_id: this.engineId,
+        remote_block_ids: keep.map((b) => b.id),
         remote_request_id: seq.req.requestId,
-        tp_size: 1,
+        remote_host: sc.host,
+        remote_port: sc.port,
+        tp_size: this.opts.tensorParallelSize,
       };
     }
     if (seq.blocks.length > 0) this.kv.free(seq.blocks);
