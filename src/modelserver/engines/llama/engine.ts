@@ -42,14 +42,18 @@
  *   (indices of the blocks of the exported tokens, informational), remote_request_id,
  *   remote_host, remote_port (this server's side channel), tp_size: 1}`; any other finish, or a
  *   prompt of one token, answers `null` (the decode side then computes the prompt itself).
- * - *decode* (`do_remote_prefill`): handshake + layout check over the side channel
- *   ({@link KvSideChannel.checkLayout}: a different model file, geometry, dtype or backend is
- *   refused with ApiError 400 naming both layouts), pull of the envelope, release notification,
- *   then {@link LlamaEngine.importAndGenerate}: only the last prompt token is evaluated and
- *   `usage.cachedTokens` = n − 1. A failed pull (prefill gone, lease expired) is ApiError 502
- *   (vLLM's default `kv_load_failure_policy: fail`). Each transfer is reported to the observer
- *   (`onKvTransfer` → `vllm:nixl_*`). Errors are raised when the output is first read: a
- *   non-streaming request gets the HTTP status, a streaming one an SSE error event.
+ * - *decode* (`do_remote_prefill`): {@link LlamaEngine.prepareRemote}, which the HTTP surface
+ *   calls before admission (so a refusal is an HTTP error before any response byte, streams
+ *   included): handshake + layout check over the side channel ({@link KvSideChannel.checkLayout}:
+ *   a different model file, geometry, dtype or backend is refused with ApiError 400 naming both
+ *   layouts), pull of the envelope, check of its header (model hash, geometry, tokens), release
+ *   notification; then {@link LlamaEngine.importAndGenerate}: only the last prompt token is
+ *   evaluated and `usage.cachedTokens` = n − 1. A failed pull (prefill gone, lease expired) is
+ *   ApiError 502 under `kv_load_failure_policy: fail` (default) or a local prefill under
+ *   `recompute`. Each transfer is reported to the observer (`onKvTransfer` → `vllm:nixl_*`;
+ *   descriptors = 2 × layers × blocks, one per K/V per layer per block as NIXL counts them).
+ *   Engine-API callers may pass unprepared params to `generate`: it prepares them itself (errors
+ *   then surface when the output is first read).
  */
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -138,6 +142,12 @@ export interface LlamaEngineOptions {
   sideChannelPort?: number;
   /** P/D decode side: timeout of side-channel requests, ms (default 30 000) */
   kvTransferTimeoutMs?: number;
+  /**
+   * P/D decode side: what a failed pull does (vLLM `kv_load_failure_policy`, reference/engine.md
+   * §5.1): `fail` (default: ApiError 502 to the client) or `recompute` (prefill locally). A
+   * layout or state mismatch is always refused (400).
+   */
+  kvLoadFailurePolicy?: "fail" | "recompute";
 }
 
 /** KV heads and head size of a model (for the P/D layout). */
@@ -278,6 +288,12 @@ export class LlamaEngine implements Engine {
   readonly pd: EnginePd & {
     /** counters of KV held for remote decodes */
     leaseStats(): KvLeaseStats;
+    /** {@link LlamaEngine.prepareRemote} */
+    prepareRemote(
+      params: KvTransferParams,
+      promptTokens: readonly number[],
+      signal?: AbortSignal,
+    ): Promise<KvTransferParams | null>;
   };
   /** `remote_engine_id` of this engine */
   readonly engineId: string;
@@ -289,6 +305,9 @@ export class LlamaEngine implements Engine {
   private readonly kvHeads: KvHeads;
   private readonly attentionBackend: string;
   private pdCounter = 0;
+  private readonly kvLoadFailurePolicy: "fail" | "recompute";
+  /** envelopes pulled by {@link prepareRemote}, keyed by the params it returned */
+  private readonly pulled = new WeakMap<KvTransferParams, Buffer>();
 
   private readonly slots: Slot[];
   private readonly pending: Pending[] = [];
@@ -332,6 +351,7 @@ export class LlamaEngine implements Engine {
       sideChannelHost: string;
       sideChannelPort: number;
       kvTransferTimeoutMs: number;
+      kvLoadFailurePolicy: "fail" | "recompute";
     },
     observerHook: { current: ((tokens: number) => void) | null },
   ) {
@@ -361,6 +381,7 @@ export class LlamaEngine implements Engine {
     this.sideHost = opts.sideChannelHost;
     this.sidePort = opts.sideChannelPort;
     this.sideChannel = new KvSideChannel(opts.kvTransferTimeoutMs);
+    this.kvLoadFailurePolicy = opts.kvLoadFailurePolicy;
     this.leases = new KvLeaseStore(opts.kvLeaseMs, (_id, tokens) =>
       this.observer?.onKvTransfer?.({
         kind: "expired",
@@ -368,7 +389,7 @@ export class LlamaEngine implements Engine {
         bytes: 0,
         xferS: 0,
         postS: 0,
-        descriptors: Math.ceil(tokens / this.info.blockSize),
+        descriptors: 2 * this.geometry.nLayer * Math.ceil(tokens / this.info.blockSize),
       }),
     );
     const leases = this.leases;
@@ -379,6 +400,7 @@ export class LlamaEngine implements Engine {
         return body ? { contentType: "application/octet-stream", body } : null;
       },
       release: (id) => leases.release(id),
+      prepareRemote: (params, promptTokens, signal) => this.prepareRemote(params, promptTokens, signal),
       setSideChannel: (host, port) => {
         this.sideHost = host;
         this.sidePort = port;
@@ -442,7 +464,10 @@ export class LlamaEngine implements Engine {
     const signal = req.signal;
     if (signal?.aborted) throw new ApiError(499, "Request aborted by the client");
     const kv = req.kvTransferParams;
-    if (kv?.do_remote_prefill === true) return this.decodeFromRemote(req, kv);
+    if (kv?.do_remote_prefill === true) {
+      const pulled = this.pulled.get(kv);
+      return pulled ? this.importPulled(pulled, req) : this.decodeFromRemote(req, kv);
+    }
     const prefillForRemote = kv?.do_remote_decode === true && n >= 2;
     const prompt = req.promptTokens.slice();
     return this.startJob(req, prompt, async (seq) => {
@@ -482,14 +507,23 @@ export class LlamaEngine implements Engine {
   }
 
   /**
-   * P/D decode side of {@link generate}: layout check, pull, release, import (module doc).
-   * Transfer failures are reported to the observer and raised as ApiError 400 (layout or
-   * state mismatch) or 502 (pull failed).
+   * P/D decode side, before admission ({@link EnginePd.prepareRemote}; the HTTP surface calls it
+   * so that a refused transfer is an HTTP error before any response byte): side-channel
+   * handshake + layout check, pull of the envelope, check of its header (model file, geometry,
+   * tokens = `promptTokens[0..n−1)`), release notification, `onKvTransfer`.
+   * @returns params to pass to {@link generate} (they carry the pulled state); `params` itself
+   *   when it names no side channel; null when the pull failed under the `recompute` policy
+   * @throws ApiError 400 (layout or state mismatch, naming both sides; incomplete params),
+   *   502 (pull failed under `fail`), 499 (aborted)
    */
-  private async *decodeFromRemote(req: EngineRequest, kv: KvTransferParams): AsyncGenerator<EngineOutput> {
-    const host = kv.remote_host;
-    const port = kv.remote_port;
-    const id = kv.remote_request_id;
+  async prepareRemote(
+    params: KvTransferParams,
+    promptTokens: readonly number[],
+    signal?: AbortSignal,
+  ): Promise<KvTransferParams | null> {
+    const host = params.remote_host;
+    const port = params.remote_port;
+    const id = params.remote_request_id;
     if (typeof host !== "string" || host === "" || typeof port !== "number" || typeof id !== "string") {
       throw new ApiError(
         400,
@@ -497,18 +531,9 @@ export class LlamaEngine implements Engine {
         { param: "kv_transfer_params" },
       );
     }
-    const engineId = typeof kv.remote_engine_id === "string" ? kv.remote_engine_id : undefined;
-    const descriptors = Math.ceil((req.promptTokens.length - 1) / this.info.blockSize);
-    const failed = (notifyFailed = false) =>
-      this.observer?.onKvTransfer?.({
-        kind: "pull",
-        ok: false,
-        bytes: 0,
-        xferS: 0,
-        postS: 0,
-        descriptors,
-        notifyFailed,
-      });
+    const engineId = typeof params.remote_engine_id === "string" ? params.remote_engine_id : undefined;
+    const blocks = Math.ceil((promptTokens.length - 1) / this.info.blockSize);
+    const descriptors = 2 * this.geometry.nLayer * blocks;
     const notify = async (): Promise<boolean> => {
       try {
         await this.sideChannel.release(host, port, id);
@@ -517,41 +542,54 @@ export class LlamaEngine implements Engine {
         return false;
       }
     };
+    const fail = async (why: string, status: number): Promise<null> => {
+      // the prefill side frees its state now rather than at the end of its lease
+      const notified = await notify();
+      this.observer?.onKvTransfer?.({
+        kind: "pull",
+        ok: false,
+        bytes: 0,
+        xferS: 0,
+        postS: 0,
+        descriptors,
+        notifyFailed: !notified,
+      });
+      if (signal?.aborted) throw new ApiError(499, "Request aborted by the client");
+      if (this.kvLoadFailurePolicy === "recompute" && status !== 400) return null;
+      throw new ApiError(status, why, status === 400 ? { param: "kv_transfer_params" } : undefined);
+    };
     const t0 = performance.now();
     try {
       await this.sideChannel.checkLayout(host, port, engineId, this.layout());
     } catch (e) {
-      // refused: free the prefill's blocks now rather than at the end of its lease
-      failed(!(await notify()));
-      if (e instanceof KvLayoutMismatchError)
-        throw new ApiError(400, e.message, { param: "kv_transfer_params" });
-      throw new ApiError(502, `KV transfer failed: ${(e as Error).message}`);
+      if (e instanceof KvLayoutMismatchError) return fail(e.message, 400);
+      return fail(`KV transfer failed: ${(e as Error).message}`, 502);
     }
     const t1 = performance.now();
     let bytes: Buffer;
     try {
-      bytes = await this.sideChannel.pull(host, port, id, req.signal);
+      bytes = await this.sideChannel.pull(host, port, id, signal);
     } catch (e) {
-      failed(!(await notify()));
-      if (req.signal?.aborted) throw new ApiError(499, "Request aborted by the client");
-      const status = e instanceof KvTransferError && e.status === 404 ? " (unknown or lease expired)" : "";
-      throw new ApiError(502, `KV transfer failed${status}: ${(e as Error).message}`);
+      const why =
+        e instanceof KvTransferError && e.status === 404 ? " (unknown, released or lease expired)" : "";
+      return fail(`KV transfer failed${why}: ${(e as Error).message}`, 502);
     }
     const t2 = performance.now();
-    const notified = await notify();
-    let out: AsyncIterable<EngineOutput>;
     try {
-      out = this.importAndGenerate(bytes, req.promptTokens, req.params, {
-        requestId: req.requestId,
-        signal: req.signal,
-        arrivalMs: req.arrivalMs,
-      });
+      const { header } = decodeKvState(bytes);
+      checkKvState(header, { modelHash: this.modelHash, model: this.info.model, geometry: this.geometry });
+      const prefix = promptTokens.slice(0, -1);
+      const same = commonPrefix(header.tokens, prefix);
+      if (header.tokens.length !== prefix.length || same !== prefix.length) {
+        return fail(
+          `KV transfer refused: the state pulled from ${engineId ?? `${host}:${port}`} (request ${id}) holds ${header.tokens.length} tokens, this prompt needs its first ${prefix.length}; they agree on the first ${same}`,
+          400,
+        );
+      }
     } catch (e) {
-      failed(!notified);
-      if (e instanceof KvStateMismatchError)
-        throw new ApiError(400, e.message, { param: "kv_transfer_params" });
-      throw e;
+      return fail(`KV transfer refused: ${(e as Error).message}`, 400);
     }
+    const notified = await notify();
     this.observer?.onKvTransfer?.({
       kind: "pull",
       ok: true,
@@ -561,7 +599,33 @@ export class LlamaEngine implements Engine {
       descriptors,
       notifyFailed: !notified,
     });
-    yield* out;
+    const out: KvTransferParams = { ...params };
+    this.pulled.set(out, bytes);
+    return out;
+  }
+
+  /**
+   * The decode role of {@link generate} for params not yet prepared (engine API callers):
+   * {@link prepareRemote}, then the import (or a local prefill under `recompute`).
+   */
+  private async *decodeFromRemote(req: EngineRequest, kv: KvTransferParams): AsyncGenerator<EngineOutput> {
+    const ready = await this.prepareRemote(kv, req.promptTokens, req.signal);
+    yield* this.generate({ ...req, kvTransferParams: ready });
+  }
+
+  /** Imports a pulled envelope for {@link generate}; a state mismatch is ApiError 400. */
+  private importPulled(bytes: Buffer, req: EngineRequest): AsyncIterable<EngineOutput> {
+    try {
+      return this.importAndGenerate(bytes, req.promptTokens, req.params, {
+        requestId: req.requestId,
+        signal: req.signal,
+        arrivalMs: req.arrivalMs,
+      });
+    } catch (e) {
+      if (e instanceof KvStateMismatchError)
+        throw new ApiError(400, e.message, { param: "kv_transfer_params" });
+      throw e;
+    }
   }
 
   /**
@@ -1067,6 +1131,7 @@ export async function createLlamaEngine(opts: LlamaEngineOptions): Promise<Llama
         sideChannelHost: opts.sideChannelHost ?? "127.0.0.1",
         sideChannelPort: opts.sideChannelPort ?? 0,
         kvTransferTimeoutMs: opts.kvTransferTimeoutMs ?? 30_000,
+        kvLoadFailurePolicy: opts.kvLoadFailurePolicy ?? "fail",
       },
       hook,
     );

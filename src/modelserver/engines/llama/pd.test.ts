@@ -249,6 +249,32 @@ describe("llama P/D over the HTTP side channel", () => {
       assert.equal(events[0]!.ok, false);
       assert.equal(events[0]!.notifyFailed, false);
       assert.equal(prefill.pd.leaseStats().held, 0, "refused transfer: the prefill side was notified");
+
+      // through the HTTP surface a refused transfer is a 400 before any byte, also when streaming
+      const srv = await startModelServer({ engine: other, servedModelNames: [prefill.info.model] });
+      try {
+        const p2 = await collect(prefill.generate(req(prompt, greedy(1), PREFILL_KV)));
+        const r = await fetch(`${srv.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: prefill.info.model,
+            prompt: PARAGRAPH,
+            max_tokens: 4,
+            stream: true,
+            kv_transfer_params: p2.fin.kvTransferParams,
+          }),
+        });
+        assert.equal(r.status, 400);
+        const body = (await r.json()) as { error: { message: string } };
+        assert.ok(body.error.message.includes(prefill.modelHash), body.error.message);
+        assert.ok(body.error.message.includes(other.modelHash), body.error.message);
+        const m = await (await fetch(`${srv.url}/metrics`)).text();
+        assert.equal(metricSum(m, "vllm:nixl_num_failed_transfers_total"), 1);
+        assert.equal(prefill.pd.leaseStats().held, 0);
+      } finally {
+        await srv.close();
+      }
     } finally {
       await other.close();
     }
@@ -274,7 +300,7 @@ describe("llama P/D over the HTTP side channel", () => {
       const kv = p.fin.kvTransferParams!;
       assert.equal(kv.remote_port, srv.port);
       const e = await expired;
-      assert.equal(e.descriptors, Math.ceil((prompt.length - 1) / 16));
+      assert.equal(e.descriptors, 2 * 4 * Math.ceil((prompt.length - 1) / 16));
       const s = leased.pd.leaseStats();
       assert.equal(s.held, 0);
       assert.equal(s.expired, 1);
