@@ -5,19 +5,64 @@
  * child on Ctrl-C / SIGTERM. The counterpart of a kind cluster + the llm-d guides.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
+import { parseDocument } from "yaml";
 import { discoveryFileText } from "../datalayer/discovery-file.js";
-import { ROLE_DECODE, ROLE_LABEL, ROLE_PREFILL } from "../framework/labels.js";
+import {
+  KV_EVENTS_PORT_LABEL,
+  KV_EVENTS_REPLAY_PORT_LABEL,
+  ROLE_DECODE,
+  ROLE_LABEL,
+  ROLE_PREFILL,
+} from "../framework/labels.js";
 import { ROUTER_PORT, UP_FIRST_SERVER_PORT } from "../framework/ports.js";
 
 /** The P/D EndpointPickerConfig `llmd up --prefill/--decode` uses by default (shipped in `config/`). */
 export const PD_CONFIG_PATH = fileURLToPath(new URL("../../config/pd.yaml", import.meta.url));
+/** The precise prefix-cache config of `llmd up --routing precise` (aggregated). */
+export const PRECISE_CONFIG_PATH = fileURLToPath(new URL("../../config/precise.yaml", import.meta.url));
+/** The P/D + precise config of `llmd up --prefill N --decode M --routing precise`. */
+export const PD_PRECISE_CONFIG_PATH = fileURLToPath(new URL("../../config/pd-precise.yaml", import.meta.url));
+
+/** Prefix-cache routing of `llmd up`: from routing history, or from the servers' KV events. */
+export type UpRouting = "approximate" | "precise";
+
+/**
+ * The text of a shipped precise config with every `token-producer`'s `vllm.url` set to
+ * `renderUrl` (a server with `/v1/completions/render`).
+ * @throws Error when the file cannot be read or has no token-producer
+ */
+export function preciseConfigText(file: string, renderUrl: string): string {
+  const doc = parseDocument(readFileSync(file, "utf8"));
+  const plugins = doc.get("plugins") as { items: { get(k: string): unknown; setIn(p: string[], v: unknown): void }[] };
+  let n = 0;
+  for (const p of plugins.items) {
+    if (p.get("type") === "token-producer") {
+      p.setIn(["parameters", "vllm", "url"], renderUrl);
+      n++;
+    }
+  }
+  if (n === 0) throw new Error(`${file}: no token-producer to point at ${renderUrl}`);
+  return doc.toString();
+}
+
+/** `--kv-events-config` JSON of one `llmd up` server: bind 127.0.0.1 only, literal topic. */
+export function upKvEventsConfig(host: string, httpPort: number, pubPort: number, replayPort: number, model: string): string {
+  return JSON.stringify({
+    enable_kv_cache_events: true,
+    publisher: "zmq",
+    endpoint: `tcp://${host}:${pubPort}`,
+    replay_endpoint: `tcp://${host}:${replayPort}`,
+    bind: true,
+    topic: `kv@${host}:${httpPort}@${model}`,
+  });
+}
 
 /** Options of {@link runUp}. */
 export interface UpOptions {
@@ -43,6 +88,8 @@ export interface UpOptions {
   readyTimeoutMs: number;
   /** print child logs (otherwise only warnings and errors) */
   verbose: boolean;
+  /** prefix-cache routing (default `approximate`); `precise` turns on KV events everywhere */
+  routing?: UpRouting;
 }
 
 /** Defaults of the local pool, chosen so the routing demo shows prefix affinity: 512 blocks of 16 tokens per server. */
@@ -113,7 +160,14 @@ export async function runUp(
   const pd = o.prefill > 0;
   if (pd && o.decode < 1) throw new Error("--prefill needs --decode ≥ 1");
   const total = pd ? o.prefill + o.decode : o.replicas;
+  const precise = o.routing === "precise";
+  if (o.routing !== undefined && o.routing !== "approximate" && !precise)
+    throw new Error(`--routing ${o.routing}: expected approximate or precise`);
   const ports = await freePorts(o.firstServerPort, total, o.host, [o.port]);
+  // precise: a KV-event PUB port and a replay ROUTER port per server
+  const kvPorts = precise
+    ? await freePorts(Math.max(...ports) + 1, total * 2, o.host, [o.port, ...ports])
+    : [];
   const dir = mkdtempSync(join(tmpdir(), "llmd-up-"));
   const discovery = join(dir, "endpoints.json");
   const roles = ports.map((_, i) => (pd ? (i < o.prefill ? ROLE_PREFILL : ROLE_DECODE) : null));
@@ -127,11 +181,32 @@ export async function runUp(
         name: names[i]!,
         address: o.host,
         port,
-        ...(roles[i] ? { labels: { [ROLE_LABEL]: roles[i]! } } : {}),
+        ...(roles[i] || precise
+          ? {
+              labels: {
+                ...(roles[i] ? { [ROLE_LABEL]: roles[i]! } : {}),
+                ...(precise
+                  ? {
+                      [KV_EVENTS_PORT_LABEL]: String(kvPorts[2 * i]),
+                      [KV_EVENTS_REPLAY_PORT_LABEL]: String(kvPorts[2 * i + 1]),
+                    }
+                  : {}),
+              },
+            }
+          : {}),
       })),
     ),
   );
-  const eppConfig = o.eppConfig ?? (pd ? PD_CONFIG_PATH : undefined);
+  let eppConfig = o.eppConfig ?? (pd ? PD_CONFIG_PATH : undefined);
+  if (precise && !o.eppConfig) {
+    eppConfig = join(dir, pd ? "pd-precise.yaml" : "precise.yaml");
+    // token ids from a decode-capable server's render endpoint (same tokenizer everywhere)
+    const renderPort = ports[pd ? o.prefill : 0]!;
+    writeFileSync(
+      eppConfig,
+      preciseConfigText(pd ? PD_PRECISE_CONFIG_PATH : PRECISE_CONFIG_PATH, `http://${o.host}:${renderPort}`),
+    );
+  }
 
   const self = selfCommand();
   const children: ChildProcess[] = [];
@@ -191,6 +266,8 @@ export async function runUp(
         o.model,
       ];
       args.push("--pod-name", names[i]!, ...UP_SERVER_DEFAULTS, ...o.serverArgs);
+      if (precise)
+        args.push("--kv-events-config", upKvEventsConfig(o.host, port, kvPorts[2 * i]!, kvPorts[2 * i + 1]!, o.model));
       return { name: names[i]!, port, child: launch(names[i]!, args) };
     });
     const routerArgs = [
@@ -230,6 +307,7 @@ export async function runUp(
     const addrs = ports.map((p) => `${o.host}:${p}`).join(", ");
     out(`llmd up: router ready at ${url} with ${what} ${o.engine} servers (${addrs})`);
     if (pd) out(`  P/D:       EPP config ${eppConfig}; check it with: llmd doctor --url ${url}`);
+    if (precise) out(`  routing:   precise (KV events); feed health: ${url}/llmd/kv-events   EPP config ${eppConfig}`);
     out(`  model:     ${o.model}`);
     out(`  endpoints: ${url}/llmd/endpoints   metrics: ${url}/metrics`);
     out(`  try:       curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\`);
@@ -259,6 +337,11 @@ export function registerUp(program: Command): void {
       "0",
     )
     .option("--decode <n>", "P/D: number of decode servers", "0")
+    .option(
+      "--routing <mode>",
+      "prefix-cache routing: approximate (from routing history) | precise (from the servers' KV events; config/precise.yaml, config/pd-precise.yaml)",
+      "approximate",
+    )
     .option("--engine <engine>", "model server engine: sim", "sim")
     .option("--epp-config <file>", "EndpointPickerConfig YAML (default: the built-in default config)")
     .option("--model <name>", "model name the servers serve", "llmd/sim-8b")
@@ -282,6 +365,7 @@ export function registerUp(program: Command): void {
         routerArgs: a.routerArg,
         readyTimeoutMs: Number(a.readyTimeout),
         verbose: a.verbose,
+        routing: a.routing,
       };
       if (!Number.isInteger(opts.replicas) || opts.replicas < 1)
         throw new Error("--replicas must be a positive integer");

@@ -82,7 +82,7 @@ describe("model server KV events over ZMQ", () => {
     cleanups.push(() => sub.close());
     sub.connect(`tcp://127.0.0.1:${zport}`);
     sub.subscribe("kv@");
-    await feed.publisher.waitForSubscriber(10_000);
+    await feed.publisher.waitForSubscriber();
 
     const events: KvEvent[] = [];
     const seqs: number[] = [];

@@ -192,6 +192,10 @@ function portLabel(ep: Endpoint, key: string): number | undefined {
 export interface EndpointKvHealth extends SubscriberStats {
   /** whether the endpoint came from an endpoint-notification-source (false = lazily subscribed) */
   announced: boolean;
+  /** requests scored where this endpoint held ≥ 1 leading block of the prompt */
+  lookupHits: number;
+  /** Σ matched blocks (tier-weighted) of this endpoint over the requests scored */
+  matchedBlocks: number;
 }
 
 /** Health of the whole producer. */
@@ -220,6 +224,8 @@ export class PrecisePrefixCacheProducer
   readonly produces: readonly string[];
   readonly consumes: readonly string[] = [TOKENIZED_PROMPT];
   private readonly subs = new Map<string, { sub: KvEventSubscriber; announced: boolean }>();
+  /** per endpoint (`ip:port`): requests with ≥ 1 matched block, Σ matched blocks */
+  private readonly endpointHits = new Map<string, { requests: number; blocks: number }>();
   /** request keys of recent prompts (shared prefixes are hashed once) */
   private readonly keyCache = new PromptKeyCache(8);
   private unusable = 0;
@@ -268,6 +274,7 @@ export class PrecisePrefixCacheProducer
     const id = ep.metadata.hostPort;
     const s = this.subs.get(id);
     this.subs.delete(id);
+    this.endpointHits.delete(id);
     this.index.removeEndpoint(id);
     if (s) {
       s.sub.close().catch((err) => log.warn({ err, endpoint: id }, "closing KV-event subscriber failed"));
@@ -368,7 +375,14 @@ export class PrecisePrefixCacheProducer
     for (const ep of endpoints) {
       const s = this.index.findEndpoint(ep.metadata.hostPort);
       const score = s === undefined ? 0 : r.score[s]!;
-      if (score > 0) hit = true;
+      if (score > 0) {
+        hit = true;
+        const h = this.endpointHits.get(ep.metadata.hostPort);
+        if (h) {
+          h.requests++;
+          h.blocks += score;
+        } else this.endpointHits.set(ep.metadata.hostPort, { requests: 1, blocks: score });
+      }
       ep.attributes.set(this.matchInfoKey, {
         matchBlocks: score,
         totalBlocks,
@@ -422,6 +436,8 @@ export class PrecisePrefixCacheProducer
         ...sub.stats,
         drops: { ...sub.stats.drops },
         announced,
+        lookupHits: this.endpointHits.get(sub.stats.endpointId)?.requests ?? 0,
+        matchedBlocks: this.endpointHits.get(sub.stats.endpointId)?.blocks ?? 0,
       })),
       unusableTokenRequests: this.unusable,
       unknownModelRequests: this.unknownModel,
