@@ -5,6 +5,10 @@
  * P/D configured but every request decode-only, prefill servers missing from the pool, no KV
  * transfers while P/D decisions happen, prefill and decode TTFT identical (no transfer in
  * the path), mismatched KV layouts between prefill and decode, a side-channel host of 0.0.0.0.
+ * With precise prefix-cache routing (`GET /llmd/kv-events` says a precise producer is
+ * configured) also: KV events that never reach the scheduler from a server serving traffic,
+ * topic/model or block-size mismatches (the producer's drop counters), token ids that are not
+ * the engine's, and zero precise hits while the servers see prefix reuse.
  */
 
 /** A verdict. `skip` = not applicable to this stack (e.g. P/D checks on an aggregated stack). */
@@ -72,6 +76,46 @@ export interface ServerEvidence {
   kvFailedTransfers: number;
   /** requests this server finished (Σ vllm:request_success_total) */
   requests: number;
+  /** Σ vllm:prefix_cache_hits_total (tokens served from the prefix cache); absent = not read */
+  prefixCacheHits?: number;
+}
+
+/** One endpoint's KV-event feed as `GET /llmd/kv-events` shows it (producer `health()`). */
+export interface KvFeedEvidence {
+  /** `ip:port` of the endpoint */
+  endpointId: string;
+  events: number;
+  batches: number;
+  gaps: number;
+  replays: number;
+  resyncs: number;
+  /** -1 = no batch yet */
+  lastSeq: number;
+  drops: Record<string, number>;
+  /** models named by the endpoint's topics / LoRA names */
+  models: string[];
+  /** requests where this endpoint matched ≥ 1 block */
+  lookupHits?: number;
+  matchedBlocks?: number;
+}
+
+/** A precise prefix-cache producer's health. */
+export interface PreciseProducerEvidence {
+  name: string;
+  /** tokens per block of its request keys */
+  blockSize: number;
+  lookups: number;
+  lookupHits: number;
+  unusableTokenRequests: number;
+  unknownModelRequests: number;
+  endpoints: KvFeedEvidence[];
+}
+
+/** `GET /llmd/kv-events`. */
+export interface KvEventsEvidence {
+  /** a precise-prefix-cache-producer is configured */
+  configured: boolean;
+  producers: PreciseProducerEvidence[];
 }
 
 /** What the doctor knows about the router. */
@@ -85,12 +129,16 @@ export interface RouterEvidence {
   decisions: Record<string, number>;
   /** llm_d_epp_request_total summed */
   requests: number;
+  /** llm_d_epp_prefix_indexer_hit_ratio histogram totals (absent = not read) */
+  prefixHitRatio?: { sum: number; count: number };
 }
 
 /** All evidence. */
 export interface Evidence {
   router: RouterEvidence;
   servers: ServerEvidence[];
+  /** precise routing feed health; absent or `configured: false` = precise routing not configured */
+  kvEvents?: KvEventsEvidence;
 }
 
 const isPrefill = (role: string | null) => role === "prefill" || role === "prefill-decode" || role === "both";
@@ -255,5 +303,186 @@ export function runChecks(e: Evidence): CheckResult[] {
           : "",
     });
   }
+  out.push(...kvEventChecks(e));
+  return out;
+}
+
+/** `http://host:port/...` → `host:port` (the index id of an endpoint). */
+function hostPortOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/** Ids of the precise KV-event checks, in order. */
+export const KV_EVENT_CHECK_IDS = [
+  "kv-events-flowing",
+  "kv-events-tokens",
+  "kv-events-model",
+  "kv-events-block-size",
+  "kv-events-gaps",
+  "precise-hits",
+] as const;
+
+/**
+ * Precise prefix-cache routing checks (all `skip` when it is not configured): the seeds' "KV
+ * events never reached the scheduler, so precise prefix scoring returned 0".
+ */
+export function kvEventChecks(e: Evidence): CheckResult[] {
+  const kv = e.kvEvents;
+  const titles: Record<(typeof KV_EVENT_CHECK_IDS)[number], string> = {
+    "kv-events-flowing": "KV events flow from every server that serves traffic",
+    "kv-events-tokens": "precise scoring gets engine token ids (token-producer vllm backend)",
+    "kv-events-model": "KV-event topics name the requests' model",
+    "kv-events-block-size": "engine block size matches the precise index block size",
+    "kv-events-gaps": "no KV events lost (sequence gaps)",
+    "precise-hits": "precise prefix hits when the servers see prefix reuse",
+  };
+  if (!kv?.configured || kv.producers.length === 0) {
+    return KV_EVENT_CHECK_IDS.map((id) => ({
+      id,
+      title: titles[id],
+      status: "skip" as const,
+      evidence: "precise prefix-cache routing is not configured (no precise-prefix-cache-producer)",
+      fix: "",
+    }));
+  }
+  const out: CheckResult[] = [];
+  const feeds = new Map<string, KvFeedEvidence>();
+  for (const p of kv.producers) for (const f of p.endpoints) feeds.set(f.endpointId, f);
+  const sum = (f: (p: PreciseProducerEvidence) => number) => kv.producers.reduce((a, p) => a + f(p), 0);
+
+  // 1. events flow from every server that served requests
+  const silent: string[] = [];
+  const flowing: string[] = [];
+  const idle: string[] = [];
+  for (const s of e.servers) {
+    const f = feeds.get(hostPortOf(s.url));
+    const events = f?.events ?? 0;
+    if (events > 0) flowing.push(`${s.id} ${events} events (last seq ${f!.lastSeq})`);
+    else if (s.requests > 0)
+      silent.push(
+        `${s.id} (${hostPortOf(s.url)}): ${s.requests} requests served, ${f ? "0 KV events received" : "no KV-event subscriber"}`,
+      );
+    else idle.push(s.id);
+  }
+  out.push({
+    id: "kv-events-flowing",
+    title: titles["kv-events-flowing"],
+    status: silent.length > 0 ? "fail" : flowing.length > 0 ? "pass" : "warn",
+    evidence:
+      silent.length > 0
+        ? `no KV events from ${silent.join("; ")}`
+        : flowing.length > 0
+          ? `${flowing.join(", ")}${idle.length > 0 ? `; no traffic yet: ${idle.join(", ")}` : ""}`
+          : "no server has served traffic yet, and no KV events were received",
+    fix:
+      silent.length > 0
+        ? `start the server with --kv-events-config '{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","topic":"kv@<ip:port>@<model>"}' and label the endpoint llm-d.ai/kv-events-port with its port (check firewalls)`
+        : flowing.length > 0
+          ? ""
+          : "send some traffic, then run the doctor again",
+  });
+
+  // 2. token ids
+  const unusable = sum((p) => p.unusableTokenRequests);
+  out.push({
+    id: "kv-events-tokens",
+    title: titles["kv-events-tokens"],
+    status: unusable > 0 ? "fail" : "pass",
+    evidence: `${unusable} requests scored without engine token ids, ${sum((p) => p.lookups)} scored with them`,
+    fix:
+      unusable > 0
+        ? "configure token-producer with `vllm: {url: <a server with /v1/completions/render>}`; the estimate backend's ids never match"
+        : "",
+  });
+
+  // 3. model / topic
+  const unknown = sum((p) => p.unknownModelRequests);
+  const badTopic = [...feeds.values()].filter((f) => (f.drops.bad_topic ?? 0) > 0);
+  const models = [...new Set([...feeds.values()].flatMap((f) => f.models))];
+  out.push({
+    id: "kv-events-model",
+    title: titles["kv-events-model"],
+    status: unknown > 0 || badTopic.length > 0 ? "fail" : "pass",
+    evidence:
+      `${unknown} requests for a model no endpoint publishes events for; published models: ${models.length > 0 ? models.join(", ") : "none yet"}` +
+      (badTopic.length > 0
+        ? `; unparsable topics from ${badTopic.map((f) => `${f.endpointId} (${f.drops.bad_topic})`).join(", ")}`
+        : ""),
+    fix:
+      unknown > 0 || badTopic.length > 0
+        ? "set the servers' topic to kv@<ip:port>@<model> where <model> is the model name clients send (served-model-name, not the repo id)"
+        : "",
+  });
+
+  // 4. block size
+  const mism = [...feeds.values()].filter((f) => (f.drops.block_size_mismatch ?? 0) > 0);
+  const sizes = [...new Set(kv.producers.map((p) => p.blockSize))].join("/");
+  out.push({
+    id: "kv-events-block-size",
+    title: titles["kv-events-block-size"],
+    status: mism.length > 0 ? "fail" : "pass",
+    evidence:
+      mism.length > 0
+        ? `events dropped for block-size mismatch (index blockSize ${sizes}): ${mism.map((f) => `${f.endpointId} ${f.drops.block_size_mismatch}`).join(", ")}`
+        : `index blockSize ${sizes}; no block_size_mismatch drops`,
+    fix:
+      mism.length > 0
+        ? "set precise-prefix-cache-producer tokenProcessorConfig.blockSize to the servers' --block-size (or a divisor of it)"
+        : "",
+  });
+
+  // 5. gaps
+  const gappy = [...feeds.values()].filter((f) => f.gaps > 0 || f.resyncs > 0);
+  out.push({
+    id: "kv-events-gaps",
+    title: titles["kv-events-gaps"],
+    status: gappy.length > 0 ? "warn" : "pass",
+    evidence:
+      gappy.length > 0
+        ? gappy
+            .map((f) => `${f.endpointId}: ${f.gaps} gaps, ${f.replays} replays, ${f.resyncs} resyncs`)
+            .join("; ")
+        : `${feeds.size} feeds, no sequence gaps`,
+    fix:
+      gappy.length > 0
+        ? "give the servers a replay_endpoint (label llm-d.ai/kv-events-replay-port) and raise hwm; check the EPP keeps up (lag metric)"
+        : "",
+  });
+
+  // 6. precise hits while servers see prefix reuse
+  const serverHits = e.servers.reduce((a, s) => a + (s.prefixCacheHits ?? 0), 0);
+  const lookups = sum((p) => p.lookups);
+  const hits = sum((p) => p.lookupHits);
+  const ratio = e.router.prefixHitRatio;
+  const ratioZero = ratio !== undefined && ratio.count > 0 && ratio.sum === 0;
+  const perEp = [...feeds.values()]
+    .filter((f) => (f.lookupHits ?? 0) > 0)
+    .map((f) => `${f.endpointId} ${f.lookupHits}`)
+    .join(", ");
+  let status: CheckStatus;
+  if (hits > 0) status = "pass";
+  else if (serverHits > 0 && (lookups > 0 || ratioZero)) status = "fail";
+  else status = "warn";
+  out.push({
+    id: "precise-hits",
+    title: titles["precise-hits"],
+    status,
+    evidence:
+      `${hits}/${lookups} requests matched cached blocks in the precise index${perEp ? ` (${perEp})` : ""}; ` +
+      `servers served ${serverHits} prompt tokens from their prefix caches (Σ vllm:prefix_cache_hits)` +
+      (ratio && ratio.count > 0
+        ? `; llm_d_epp_prefix_indexer_hit_ratio mean ${(ratio.sum / ratio.count).toFixed(2)}`
+        : ""),
+    fix:
+      status === "fail"
+        ? "the servers reuse prefixes but the index never matches: check the checks above (events flowing, model in topic, block size, token ids)"
+        : status === "warn"
+          ? "send traffic that repeats a long prompt prefix, then run the doctor again"
+          : "",
+  });
   return out;
 }

@@ -1,10 +1,10 @@
 /**
  * Gathers the doctor's evidence from a running stack over HTTP: the router's
  * `/llmd/config`, `/llmd/endpoints` and `/metrics`, and each model server's `/metrics` and
- * `/llmd/kv/layout`.
+ * `/llmd/kv/layout`, and the precise producers' feed health (`/llmd/kv-events`).
  */
 import parsePrometheusTextFormat, { type PromFamily } from "parse-prometheus-text-format";
-import type { Evidence, KvLayout, ServerEvidence } from "./checks.js";
+import type { Evidence, KvEventsEvidence, KvLayout, ServerEvidence } from "./checks.js";
 
 const TIMEOUT_MS = 3000;
 
@@ -64,11 +64,18 @@ interface EndpointView {
  */
 export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
   const base = routerUrl.replace(/\/+$/, "");
-  const [cfgText, epsText, metricsText] = await Promise.all([
+  const [cfgText, epsText, metricsText, kvText] = await Promise.all([
     get(`${base}/llmd/config`),
     get(`${base}/llmd/endpoints`),
     get(`${base}/metrics`),
+    get(`${base}/llmd/kv-events`),
   ]);
+  let kvEvents: KvEventsEvidence | undefined;
+  try {
+    kvEvents = kvText ? (JSON.parse(kvText) as KvEventsEvidence) : undefined;
+  } catch {
+    kvEvents = undefined;
+  }
   const cfg = cfgText ? (JSON.parse(cfgText) as { pd?: boolean; profileHandler?: { type: string } }) : {};
   const eps = epsText ? ((JSON.parse(epsText) as { endpoints: EndpointView[] }).endpoints ?? []) : [];
   const fams = parse(metricsText);
@@ -103,6 +110,8 @@ export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
           sumValues(sf, "vllm:nixl_num_failed_transfers_total") +
           sumValues(sf, "vllm:nixl_num_failed_transfers"),
         requests: sumValues(sf, "vllm:request_success_total"),
+        prefixCacheHits:
+          sumValues(sf, "vllm:prefix_cache_hits_total") + sumValues(sf, "vllm:prefix_cache_hits"),
       };
     }),
   );
@@ -114,7 +123,9 @@ export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
       profileHandler: cfg.profileHandler?.type,
       decisions,
       requests: sumValues(fams, "llm_d_epp_request_total"),
+      prefixHitRatio: histogramTotals(fams, "llm_d_epp_prefix_indexer_hit_ratio"),
     },
     servers,
+    kvEvents,
   };
 }
