@@ -361,6 +361,10 @@ export function registerServe(program: Command): void {
           threads: f.threads,
           blockSize: f.blockSize,
           maxWaitingQueueLength: f.maxWaitingQueueLength,
+          // P/D settings shared with the sim (--kv-lease, --kv-load-failure-policy, --engine-id)
+          kvLeaseMs: opts.sim?.kvLeaseMs,
+          kvLoadFailurePolicy: opts.sim?.kvLoadFailurePolicy,
+          engineId: f.engineId || undefined,
         });
         opts = {
           ...opts,

@@ -22,6 +22,10 @@ import {
   ROLE_PREFILL,
 } from "../framework/labels.js";
 import { ROUTER_PORT, UP_FIRST_SERVER_PORT } from "../framework/ports.js";
+import { upLlamaModelFile, upLlamaServeArgs } from "./up-llama.js";
+
+/** `--model` of a sim stack when none is given. */
+export const UP_SIM_MODEL = "llmd/sim-8b";
 
 /** The P/D EndpointPickerConfig `llmd up --prefill/--decode` uses by default (shipped in `config/`). */
 export const PD_CONFIG_PATH = fileURLToPath(new URL("../../config/pd.yaml", import.meta.url));
@@ -146,6 +150,8 @@ export interface UpStack {
   url: string;
   servers: { name: string; port: number; child: ChildProcess }[];
   router: ChildProcess;
+  /** served model name (llama: the GGUF file's `general.name`) */
+  model: string;
   stop(): Promise<void>;
 }
 
@@ -154,7 +160,14 @@ export async function runUp(
   o: UpOptions,
   out: (line: string) => void = (l) => process.stdout.write(l + "\n"),
 ): Promise<UpStack> {
-  if (o.engine !== "sim") throw new Error(`--engine ${o.engine}: only "sim" is available in this build`);
+  if (o.engine !== "sim" && o.engine !== "llama") throw new Error(`--engine ${o.engine}: expected sim or llama`);
+  const llama = o.engine === "llama";
+  if (llama && o.routing === "precise")
+    throw new Error("--routing precise needs KV events, which the llama engine does not publish (use --engine sim)");
+  // llama: every server loads the same GGUF file (generated once when --model names none)
+  const modelFile = llama
+    ? await upLlamaModelFile(o.model === UP_SIM_MODEL || o.model === "" ? undefined : o.model, out)
+    : "";
   if (!(await portFree(o.port, o.host)))
     throw new Error(`router port ${o.port} on ${o.host} is busy (use --port)`);
   const pd = o.prefill > 0;
@@ -256,14 +269,11 @@ export async function runUp(
     const servers = ports.map((port, i) => {
       const args = [
         "serve",
-        "--engine",
-        o.engine,
+        ...(llama ? upLlamaServeArgs(modelFile) : ["--engine", o.engine, "--model", o.model]),
         "--host",
         o.host,
         "--port",
         String(port),
-        "--model",
-        o.model,
       ];
       args.push("--pod-name", names[i]!, ...UP_SERVER_DEFAULTS, ...o.serverArgs);
       if (precise)
@@ -303,18 +313,23 @@ export async function runUp(
       "router",
       deadOf(router, "router"),
     );
+    // llama: the served name comes from the GGUF file (general.name)
+    const model = llama
+      ? ((await (await fetch(`http://${o.host}:${servers[0]!.port}/v1/models`)).json()) as { data: { id: string }[] })
+          .data[0]!.id
+      : o.model;
     const what = pd ? `${o.prefill} prefill + ${o.decode} decode` : `${total}`;
     const addrs = ports.map((p) => `${o.host}:${p}`).join(", ");
     out(`llmd up: router ready at ${url} with ${what} ${o.engine} servers (${addrs})`);
     if (pd) out(`  P/D:       EPP config ${eppConfig}; check it with: llmd doctor --url ${url}`);
     if (precise) out(`  routing:   precise (KV events); feed health: ${url}/llmd/kv-events   EPP config ${eppConfig}`);
-    out(`  model:     ${o.model}`);
+    out(`  model:     ${model}${llama ? ` (${modelFile}, 1 thread per server)` : ""}`);
     out(`  endpoints: ${url}/llmd/endpoints   metrics: ${url}/metrics`);
     out(`  try:       curl -s ${url}/v1/chat/completions -H 'content-type: application/json' \\`);
-    out(`               -d '{"model":"${o.model}","messages":[{"role":"user","content":"Hello!"}]}'`);
+    out(`               -d '{"model":"${model}","messages":[{"role":"user","content":"Hello!"}]}'`);
     out(`  bench:     llmd bench --url ${url}`);
     out("Press Ctrl-C to stop.");
-    return { url, servers, router, stop };
+    return { url, servers, router, stop, model };
   } catch (e) {
     await stop();
     throw e;
@@ -342,9 +357,16 @@ export function registerUp(program: Command): void {
       "prefix-cache routing: approximate (from routing history) | precise (from the servers' KV events; config/precise.yaml, config/pd-precise.yaml)",
       "approximate",
     )
-    .option("--engine <engine>", "model server engine: sim", "sim")
+    .option(
+      "--engine <engine>",
+      "model server engine: sim (simulated accelerator) | llama (real CPU inference of a GGUF file, 1 thread per server: on a small machine use --replicas 2 or --prefill 1 --decode 1)",
+      "sim",
+    )
     .option("--epp-config <file>", "EndpointPickerConfig YAML (default: the built-in default config)")
-    .option("--model <name>", "model name the servers serve", "llmd/sim-8b")
+    .option(
+      "--model <name>",
+      `sim: model name the servers serve (default ${UP_SIM_MODEL}); llama: GGUF file (default: a generated ~11M-parameter model cached in ~/.cache/llmd)`,
+    )
     .option("--first-server-port <port>", "first port tried for model servers", String(UP_FIRST_SERVER_PORT))
     .option("--server-arg <arg>", "extra argument for every `llmd serve` (repeatable)", collect, [])
     .option("--router-arg <arg>", "extra argument for `llmd router` (repeatable)", collect, [])
@@ -359,7 +381,7 @@ export function registerUp(program: Command): void {
         decode: Number(a.decode),
         engine: a.engine,
         eppConfig: a.eppConfig,
-        model: a.model,
+        model: a.model ?? (a.engine === "llama" ? "" : UP_SIM_MODEL),
         firstServerPort: Number(a.firstServerPort),
         serverArgs: a.serverArg,
         routerArgs: a.routerArg,
