@@ -118,6 +118,8 @@ export async function runPrefill(o: PrefillOptions): Promise<PrefillOutcome> {
     let contentType = "application/json";
     try {
       const r = await o.dispatcher.request({
+        // an Agent needs the origin on every request; a Pool ignores it
+        ...(o.origin ? { origin: o.origin } : {}),
         method: "POST",
         path: o.path,
         headers,
