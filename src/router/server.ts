@@ -289,7 +289,7 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       let upstream: Awaited<ReturnType<Pool["request"]>> | undefined;
       let served: Endpoint | undefined;
       let lastErr = "";
-      for (const target of order) {
+      for (const [attempt, target] of order.entries()) {
         try {
           const r = await poolFor(target.metadata.hostPort).request({
             method: "POST",
@@ -298,15 +298,33 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
             body,
             signal: abort.signal,
           });
-          if (RETRYABLE_STATUS.has(r.statusCode) && target !== order.at(-1)) {
-            lastErr = `HTTP ${r.statusCode}`;
-            await r.body.dump().catch(() => {});
-            outliers?.failure(target, lastErr);
+          if (RETRYABLE_STATUS.has(r.statusCode)) {
+            outliers?.failure(target, `HTTP ${r.statusCode}`);
+            if (target !== order.at(-1)) {
+              lastErr = `HTTP ${r.statusCode}`;
+              await r.body.dump().catch(() => {});
+              log.warn(
+                {
+                  requestId,
+                  endpoint: target.metadata.id,
+                  status: r.statusCode,
+                  attempt: attempt + 1,
+                  of: order.length,
+                },
+                "upstream refused before the first byte; trying the next candidate",
+              );
+              continue;
+            }
             log.warn(
-              { endpoint: target.metadata.id, status: r.statusCode },
-              "upstream refused before the first byte; trying the next candidate",
+              {
+                requestId,
+                endpoint: target.metadata.id,
+                status: r.statusCode,
+                attempt: attempt + 1,
+                of: order.length,
+              },
+              "upstream refused before the first byte on the last candidate; passing its answer on",
             );
-            continue;
           }
           upstream = r;
           served = target;
@@ -321,7 +339,7 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
           outliers?.failure(target, lastErr);
           if (!CONNECT_ERRORS.has(code)) break;
           log.warn(
-            { endpoint: target.metadata.id, code },
+            { requestId, endpoint: target.metadata.id, code, attempt: attempt + 1, of: order.length },
             "upstream connect failed; trying the next candidate",
           );
         }

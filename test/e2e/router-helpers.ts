@@ -114,6 +114,8 @@ export interface EndpointView {
   port: number;
   ready: boolean;
   ejected_until: string | null;
+  /** the last scraped snapshot (`vllm:num_requests_waiting` → waitingQueueSize, …) */
+  metrics?: { waitingQueueSize: number; runningRequestsSize: number; kvCacheUsagePercent: number };
 }
 
 /** `GET <router>/llmd/endpoints`. */
