@@ -43,6 +43,7 @@ import {
   type PreparedRequest,
   prepareRequest,
   type RequestPolicies,
+  SYSTEM_OWNED_HEADERS,
   trackResponse,
   updatePoolGauges,
 } from "../requestcontrol/pipeline.js";
@@ -255,7 +256,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       const prefiller = ireq.headers[H.PREFILLER_HOST_PORT];
       delete ireq.headers[H.PREFILLER_HOST_PORT];
       const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
-      delete upstreamHeaders["content-length"];
+      // input-control, destination and content-length headers are the router's, not the upstream's
+      for (const h of SYSTEM_OWNED_HEADERS) delete upstreamHeaders[h];
       if (prefiller) {
         // P/D: the router is the coordinator (the sidecar's NIXL v2 flow, reference/epp.md §4.3).
         const targetBody = JSON.parse(prep.body.toString("utf8")) as Record<string, unknown>;

@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { Agent, fetch as undiciFetch } from "undici";
 import * as H from "../../src/framework/headers.js";
+import { SYSTEM_OWNED_HEADERS } from "../../src/requestcontrol/pipeline.js";
 import { freePort, type LlmdChild, runLlmd } from "./helpers.js";
 import { type FakeUpstream, fakeUpstream, waitEndpoints } from "./router-helpers.js";
 
@@ -134,6 +135,33 @@ describe("internal headers", () => {
         );
         assert.ok(!String(s.headers[name]).includes("10.0.0.66"), `${name}: ${s.headers[name]}`);
       }
+    }
+  });
+
+  test("input-control headers are consumed by the router, not forwarded (system-owned, reference/epp.md §1.4)", async () => {
+    const n = upstream.seen.length;
+    const r = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${KEY}`,
+        "x-custom-header": "kept",
+        ...Object.fromEntries(
+          SYSTEM_OWNED_HEADERS.filter((h) => h !== "content-length").map((h) => [
+            h,
+            h.includes("model-name-rewrite") ? "m" : "1",
+          ]),
+        ),
+      },
+      body,
+    });
+    assert.equal(r.status, 200);
+    await r.arrayBuffer();
+    const s = upstream.seen[n]!;
+    assert.equal(s.headers["x-custom-header"], "kept", "other client headers are forwarded");
+    for (const h of SYSTEM_OWNED_HEADERS) {
+      if (h === "content-length") continue;
+      assert.equal(s.headers[h], undefined, `${h} reached the upstream`);
     }
   });
 });
