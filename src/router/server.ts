@@ -10,7 +10,8 @@
  * router is the coordinator (`pd-coordinator.ts`, the sidecar's NIXL v2 flow).
  *
  * Fault tolerance: an upstream that fails before the first response byte (refused, reset,
- * 502/503/504) is retried on the next candidate of the primary profile (the picker's targets,
+ * 502/503/504; for a non-streamed answer also a failure between its headers and its first body
+ * byte, since nothing has reached the client yet) is retried on the next candidate of the primary profile (the picker's targets,
  * then the other candidates by score), up to `maxAttempts`; failures feed passive outlier
  * ejection. A failure after streaming started ends the stream with an error event, never a
  * silent truncation. FailOpen (optional): when scheduling itself fails for a reason other than
@@ -291,6 +292,9 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       let upstream: Awaited<ReturnType<Pool["request"]>> | undefined;
       let served: Endpoint | undefined;
       let lastErr = "";
+      // non-streamed answers: the body iterator, already advanced to its first chunk
+      let bodyIter: AsyncIterator<Buffer> | undefined;
+      let firstChunk: Buffer | undefined;
       for (const [attempt, target] of order.entries()) {
         try {
           const r = await poolFor(target.metadata.hostPort).request({
@@ -327,6 +331,29 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
               },
               "upstream refused before the first byte on the last candidate; passing its answer on",
             );
+          }
+          if (!String(r.headers["content-type"] ?? "").includes("text/event-stream")) {
+            // Non-streamed: nothing reaches the client before the first body byte, so an upstream
+            // that dies between its headers and its body is tried again like a refusal.
+            const it = r.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+            try {
+              const n = await it.next();
+              firstChunk = n.done ? undefined : n.value;
+              bodyIter = it;
+            } catch (e) {
+              if (clientGone) {
+                tracking.terminate("client-disconnect");
+                return;
+              }
+              const code = (e as { code?: string }).code ?? "";
+              lastErr = `before the first body byte: ${code || "error"}: ${(e as Error).message}`;
+              outliers?.failure(target, lastErr);
+              log.warn(
+                { requestId, endpoint: target.metadata.id, code, attempt: attempt + 1, of: order.length },
+                "upstream failed before its first body byte; trying the next candidate",
+              );
+              continue;
+            }
           }
           upstream = r;
           served = target;
@@ -366,8 +393,14 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       // SSE: headers out now; otherwise they go with the first body write (one syscall).
       if (streaming) res.flushHeaders();
       try {
-        for await (const chunk of upstream.body) {
-          tracking.chunk(chunk as Buffer);
+        if (firstChunk) {
+          tracking.chunk(firstChunk);
+          if (!res.write(firstChunk)) await once(res, "drain");
+        }
+        const it = bodyIter;
+        const rest: AsyncIterable<Buffer> = it ? { [Symbol.asyncIterator]: () => it } : upstream.body;
+        for await (const chunk of rest) {
+          tracking.chunk(chunk);
           if (!res.write(chunk)) await once(res, "drain");
         }
       } catch (e) {

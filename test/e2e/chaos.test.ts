@@ -17,7 +17,7 @@ import { after, before, test } from "node:test";
 import { Pool } from "undici";
 import * as H from "../../src/framework/headers.js";
 import { freePort, type LlmdChild, runLlmd } from "./helpers.js";
-import { runBounded, waitEndpoints } from "./router-helpers.js";
+import { fakeUpstream, runBounded, waitEndpoints } from "./router-helpers.js";
 
 const MODEL = "llmd/sim-8b";
 const SERVER_ARGS = [
@@ -30,9 +30,9 @@ const SERVER_ARGS = [
   "--failure-mid-stream-rate",
   "10",
 ];
-const PHASE1 = 200;
-const PHASE2 = 150;
-const KILL_AFTER = 60;
+const PHASE1 = 160;
+const PHASE2 = 100;
+const KILL_AFTER = 50;
 const CONCURRENCY = 8;
 
 let ports: number[] = [];
@@ -233,4 +233,49 @@ test("chaos: kill + restart + 10 % injected failures: every request ends clearly
   const servedByS0 = p2.filter((r) => r.served === s0 && r.kind !== "silent").length;
   t.diagnostic(`phase 2 served by the restarted server: ${servedByS0} of ${p2.length}`);
   assert.ok(servedByS0 > 0, "the restarted server got requests again");
+});
+
+test("a non-streamed answer cut between its headers and its body is retried on another server", async (t) => {
+  // the broken server is idle (preferred by queue-scorer); the healthy one reports a queue
+  const broken = await fakeUpstream("m", { dieAfterHeaders: true });
+  const healthy = await fakeUpstream("m", { waiting: 3 });
+  const port = await freePort();
+  const r = runLlmd([
+    "router",
+    "--port",
+    String(port),
+    "--endpoint",
+    broken.hostPort,
+    "--endpoint",
+    healthy.hostPort,
+  ]);
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitEndpoints(base, (eps) => eps.length === 2 && eps.every((e) => e.ready));
+    const results = await runBounded(20, 2, async (i) => {
+      const res = await fetch(`${base}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", [H.REQUEST_ID]: `cut-${i}` },
+        body: JSON.stringify({ model: "m", prompt: `p${i}` }),
+      });
+      return {
+        status: res.status,
+        served: res.headers.get(H.DESTINATION_ENDPOINT_SERVED),
+        body: await res.text(),
+      };
+    });
+    t.diagnostic(`broken server saw ${broken.seen.length} requests, healthy ${healthy.seen.length}`);
+    assert.ok(broken.seen.length >= 1, "the broken server was tried first");
+    for (const x of results) {
+      assert.equal(x.status, 200, x.body);
+      assert.equal(x.served, healthy.hostPort);
+      assert.equal((JSON.parse(x.body) as { choices: { text: string }[] }).choices[0]!.text, "ok");
+    }
+    const retried = r.lines.filter((l) => l.includes("before its first body byte")).length;
+    assert.equal(retried, broken.seen.length, "every cut answer was retried");
+  } finally {
+    await r.stop();
+    await broken.close();
+    await healthy.close();
+  }
 });

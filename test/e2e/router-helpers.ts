@@ -36,17 +36,29 @@ export const IDLE_VLLM_METRICS = [
   "",
 ].join("\n");
 
+/** Behaviour of a {@link fakeUpstream}. */
+export interface FakeUpstreamOptions {
+  /** `vllm:num_requests_waiting` it reports (default 0) */
+  waiting?: number;
+  /** answer inference requests with 200 headers, then close the connection before any body */
+  dieAfterHeaders?: boolean;
+}
+
 /**
  * Starts a fake upstream serving model `model` on a free port of 127.0.0.1.
  * Completions: `{"choices":[{"text":"ok"}]}` as JSON, or two SSE events + `[DONE]` when the
  * body asks for `"stream":true`.
  */
-export async function fakeUpstream(model = "m"): Promise<FakeUpstream> {
+export async function fakeUpstream(model = "m", opts: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const metrics = IDLE_VLLM_METRICS.replace(
+    'vllm:num_requests_waiting{model_name="m"} 0',
+    `vllm:num_requests_waiting{model_name="m"} ${opts.waiting ?? 0}`,
+  );
   const seen: SeenRequest[] = [];
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (req.method === "GET" && path === "/metrics") {
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(IDLE_VLLM_METRICS);
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(metrics);
       return;
     }
     if (req.method === "GET" && path === "/v1/models") {
@@ -64,6 +76,13 @@ export async function fakeUpstream(model = "m"): Promise<FakeUpstream> {
     req.on("end", () => {
       const body = Buffer.concat(chunks);
       seen.push({ method: req.method ?? "", path, headers: req.headers, bodyBytes: body.length });
+      if (opts.dieAfterHeaders) {
+        // a server that crashes between its response headers and its body
+        res.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
+        res.flushHeaders();
+        setTimeout(() => res.socket?.destroy(), 5);
+        return;
+      }
       let stream = false;
       try {
         stream = (JSON.parse(body.toString("utf8")) as { stream?: unknown }).stream === true;
