@@ -30,14 +30,24 @@ export function sumValues(fams: PromFamily[], name: string, label?: [string, str
   return s;
 }
 
-/** Σ of a histogram's `_sum` and `_count` over its series. */
-export function histogramTotals(fams: PromFamily[], name: string): { sum: number; count: number } {
-  const f = fams.find((x) => x.name === name);
+/**
+ * Σ of a histogram's `_sum` and `_count` samples over its series, read from the exposition
+ * text itself: parse-prometheus-text-format drops `_sum`/`_count` of labelled histograms (every
+ * vLLM histogram has `model_name`/`engine` labels), which made every transfer and TTFT read 0.
+ */
+export function histogramTotals(text: string | null, name: string): { sum: number; count: number } {
   let sum = 0;
   let count = 0;
-  for (const m of f?.metrics ?? []) {
-    sum += Number(m.sum ?? 0) || 0;
-    count += Number(m.count ?? 0) || 0;
+  for (const line of (text ?? "").split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    const isSum = rest.startsWith("_sum{") || rest.startsWith("_sum ");
+    const isCount = rest.startsWith("_count{") || rest.startsWith("_count ");
+    if (!isSum && !isCount) continue;
+    const v = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (!Number.isFinite(v)) continue;
+    if (isSum) sum += v;
+    else count += v;
   }
   return { sum, count };
 }
@@ -88,7 +98,7 @@ export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
     eps.map(async (ep) => {
       const [mt, lt] = await Promise.all([get(`${ep.url}/metrics`), get(`${ep.url}/llmd/kv/layout`)]);
       const sf = parse(mt);
-      const ttft = histogramTotals(sf, "vllm:time_to_first_token_seconds");
+      const ttft = histogramTotals(mt, "vllm:time_to_first_token_seconds");
       let layout: KvLayout | undefined;
       try {
         layout = lt ? (JSON.parse(lt) as KvLayout) : undefined;
@@ -104,8 +114,8 @@ export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
         layout,
         ttftSum: ttft.sum,
         ttftCount: ttft.count,
-        kvTransfers: histogramTotals(sf, "vllm:nixl_xfer_time_seconds").count,
-        kvBytes: histogramTotals(sf, "vllm:nixl_bytes_transferred").sum,
+        kvTransfers: histogramTotals(mt, "vllm:nixl_xfer_time_seconds").count,
+        kvBytes: histogramTotals(mt, "vllm:nixl_bytes_transferred").sum,
         kvFailedTransfers:
           sumValues(sf, "vllm:nixl_num_failed_transfers_total") +
           sumValues(sf, "vllm:nixl_num_failed_transfers"),
@@ -123,7 +133,7 @@ export async function gatherEvidence(routerUrl: string): Promise<Evidence> {
       profileHandler: cfg.profileHandler?.type,
       decisions,
       requests: sumValues(fams, "llm_d_epp_request_total"),
-      prefixHitRatio: histogramTotals(fams, "llm_d_epp_prefix_indexer_hit_ratio"),
+      prefixHitRatio: histogramTotals(metricsText, "llm_d_epp_prefix_indexer_hit_ratio"),
     },
     servers,
     kvEvents,
