@@ -16,7 +16,7 @@
  * | `nvlink` | 450 GB/s per direction (NVLink 4) | 70 % | 315 GB/s | 0.2 ms |
  *
  * With Llama-3.1-8B geometry (128 KiB/token) a 4096-token prompt (512 MiB) takes ≈ 54.7 ms on
- * `rdma-100g`, ≈ 14.4 ms on `rdma-400g` and ≈ 721 ms on `tcp-10g`.
+ * `rdma-100g`, ≈ 13.9 ms on `rdma-400g` and ≈ 721 ms on `tcp-10g`.
  */
 
 /** A link: effective bandwidth and fixed latency per transfer. */
