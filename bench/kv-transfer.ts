@@ -12,10 +12,11 @@
  * 2. Decode-side TTFT for a 2k-token prompt: a request to the decode server with the prefill's
  *    `kv_transfer_params` (handshake + pull + release + import + the last token), vs the same
  *    length prompt computed there from scratch (a different prompt, so no prefix reuse); both
- *    with `max_tokens: 1` (latency = time to first token); ratio (target ≥ 10×). The prefill leg
- *    itself is printed too (it is the time P/D moves off the decode server).
+ *    with `max_tokens: 1` (latency = time to first token); `--ttft-reps` rounds with new prompts,
+ *    medians and their ratio (target ≥ 10×). The prefill leg itself is printed too (it is the
+ *    time P/D moves off the decode server).
  *
- * Run: `node --import tsx bench/kv-transfer.ts [--prompt 2048] [--reps 5] [--size 10m]`.
+ * Run: `node --import tsx bench/kv-transfer.ts [--prompt 2048] [--reps 9] [--ttft-reps 3] [--size 10m]`.
  * Tokens/s per engine process vs node-llama-cpp directly: `bench/llama-engine.ts`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -35,7 +36,8 @@ const arg = (name: string, def: string) => {
   return i > 0 ? process.argv[i + 1]! : def;
 };
 const PROMPT = Number(arg("prompt", "2048"));
-const REPS = Number(arg("reps", "5"));
+const REPS = Number(arg("reps", "9"));
+const TTFT_REPS = Number(arg("ttft-reps", "3"));
 const SIZE = arg("size", "10m") as ModelSizeName;
 
 const dir = mkdtempSync(join(tmpdir(), "llmd-bench-kv-"));
@@ -156,17 +158,11 @@ try {
     for (let k = i; k < i + 8; k++)
       text += `Story ${k}: the people of this city said that there was a great story about water and the sea. `;
   }
-  const promptA = (await tokens(`Alpha. ${text}`)).slice(0, PROMPT);
-  const promptB = (await tokens(`Beta. ${text}`)).slice(0, PROMPT);
+  const promptOf = async (tag: string) => (await tokens(`${tag}. ${text}`)).slice(0, PROMPT);
   const base = { model, temperature: 0, ignore_eos: true, max_tokens: 1 };
   // warm both servers (first-request allocations) with a short prompt
   await post(pUrl, { ...base, prompt: "warm up" });
   await post(dUrl, { ...base, prompt: "warm up" });
-
-  // 2a. recompute on the decode server: prompt A from scratch
-  const recompute = await post(dUrl, { ...base, prompt: promptA });
-
-  // 2b. P/D for prompt B: prefill leg, then the decode leg with its kv_transfer_params
   const kvPrefill = {
     do_remote_decode: true,
     do_remote_prefill: false,
@@ -175,18 +171,36 @@ try {
     remote_host: null,
     remote_port: null,
   };
-  const pre = await post(pUrl, { ...base, prompt: promptB, min_tokens: 1, kv_transfer_params: kvPrefill });
-  const kv = pre.json.kv_transfer_params as KvTransferParams;
-  const dec = await post(dUrl, { ...base, prompt: promptB, kv_transfer_params: kv });
-  const dm = await (await fetch(`${dUrl}/metrics`)).text();
-  const sample = (name: string) => {
-    for (const line of dm.split("\n")) if (line.startsWith(`${name}{`)) return Number(line.split(" ").at(-1));
+  const dMetric = async (name: string) => {
+    const text = await (await fetch(`${dUrl}/metrics`)).text();
+    for (const line of text.split("\n"))
+      if (line.startsWith(`${name}{`)) return Number(line.split(" ").at(-1));
     return Number.NaN;
   };
-  const postMs = sample("vllm:nixl_post_time_seconds_sum") * 1000;
-  const xferMs = sample("vllm:nixl_xfer_time_seconds_sum") * 1000;
-  const cached = (dec.json.usage as { prompt_tokens_details: { cached_tokens: number } })
-    .prompt_tokens_details.cached_tokens;
+  // TTFT_REPS rounds; every prompt is new to both servers (they differ from the second token)
+  const ttft = { recompute: [] as number[], transferred: [] as number[], prefillLeg: [] as number[] };
+  const split = { post: [] as number[], xfer: [] as number[] };
+  let cached = 0;
+  for (let r = 0; r < TTFT_REPS; r++) {
+    // 2a. recompute on the decode server: a prompt from scratch
+    ttft.recompute.push((await post(dUrl, { ...base, prompt: await promptOf(`Recompute ${r}`) })).ms);
+    // 2b. P/D: prefill leg, then the decode leg with its kv_transfer_params
+    const prompt = await promptOf(`Transfer ${r}`);
+    const pre = await post(pUrl, { ...base, prompt, min_tokens: 1, kv_transfer_params: kvPrefill });
+    ttft.prefillLeg.push(pre.ms);
+    const kv = pre.json.kv_transfer_params as KvTransferParams;
+    const [post0, xfer0] = [
+      await dMetric("vllm:nixl_post_time_seconds_sum"),
+      await dMetric("vllm:nixl_xfer_time_seconds_sum"),
+    ];
+    const dec = await post(dUrl, { ...base, prompt, kv_transfer_params: kv });
+    ttft.transferred.push(dec.ms);
+    split.post.push(((await dMetric("vllm:nixl_post_time_seconds_sum")) - post0) * 1000);
+    split.xfer.push(((await dMetric("vllm:nixl_xfer_time_seconds_sum")) - xfer0) * 1000);
+    cached = (dec.json.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details
+      .cached_tokens;
+  }
+  const promptA = await promptOf("Alpha");
 
   // 1. throughput: a held state (prefill of prompt A on the prefill server), pulled REPS times
   const pre2 = await post(pUrl, {
@@ -201,7 +215,9 @@ try {
   const port = kv2.remote_port!;
   const id = kv2.remote_request_id!;
   await side.layout(host, port); // handshake (connection + cached layout)
+  const tFirst = performance.now();
   let state = await side.pull(host, port, id);
+  const firstPullMs = performance.now() - tFirst;
   const httpMs: number[] = [];
   for (let i = 0; i < REPS; i++) {
     const t0 = performance.now();
@@ -230,20 +246,23 @@ try {
   console.log(
     `   raw loopback TCP, process → process, into 1 Buffer: median ${fmt(median(rawMs))} ms → ${fmt(rawMBs, 0)} MB/s  [${rawMs.map((x) => fmt(x)).join(", ")}]`,
   );
+  console.log(`   (first pull of this state, not in the median: ${fmt(firstPullMs)} ms)`);
   console.log(`   ratio HTTP/raw: ${fmt((100 * httpMBs) / rawMBs, 0)} % (target ≥ 50 %)`);
 
   console.log(
     `\n2. decode-side TTFT, ${SIZE} (${fmt(m.params / 1e6)}M params), prompt ${PROMPT} tokens, max_tokens 1`,
   );
-  console.log(`   recompute the prefill on the decode server: ${fmt(recompute.ms)} ms`);
+  const list = (xs: number[]) => `[${xs.map((x) => fmt(x, 0)).join(", ")}]`;
+  const [rec, tra] = [median(ttft.recompute), median(ttft.transferred)];
+  console.log(`   recompute the prefill on the decode server: median ${fmt(rec)} ms ${list(ttft.recompute)}`);
   console.log(
-    `   with transferred KV (handshake + pull + release + import + last token): ${fmt(dec.ms)} ms (cached_tokens ${cached})`,
+    `   with transferred KV (handshake + pull + release + import + last token): median ${fmt(tra)} ms ${list(ttft.transferred)} (cached_tokens ${cached})`,
   );
   console.log(
-    `     of which (decode server's vllm:nixl_* metrics) handshake + layout check ${fmt(postMs)} ms, pull ${fmt(xferMs)} ms`,
+    `     of which (decode server's vllm:nixl_* metrics) handshake + layout check ${list(split.post)} ms, pull ${list(split.xfer)} ms`,
   );
-  console.log(`   ratio recompute / transferred: ${fmt(recompute.ms / dec.ms)}× (target ≥ 10×)`);
-  console.log(`   (prefill leg on the prefill server, incl. export: ${fmt(pre.ms)} ms)`);
+  console.log(`   ratio of medians recompute / transferred: ${fmt(rec / tra)}× (target ≥ 10×)`);
+  console.log(`   (prefill leg on the prefill server, incl. export: ${list(ttft.prefillLeg)} ms)`);
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
   await Promise.all(children.map((c) => (c.exitCode === null ? once(c, "exit") : null)));
