@@ -296,3 +296,63 @@ describe("precise-prefix-cache-producer over ZMQ", T, () => {
     );
   });
 });
+
+describe("speculativeIndexing", () => {
+  const ep = (port: number): Endpoint => ({
+    metadata: meta(port, {}),
+    metrics: emptyMetrics(),
+    models: new Set(),
+    attributes: new Map(),
+  });
+  const match = (e: Endpoint, p: PrecisePrefixCacheProducer) =>
+    (e.attributes.get(PREFIX_CACHE_MATCH_INFO + p.name) as PrefixCacheMatchInfo).matchBlocks;
+
+  it("the routed target matches its request's blocks before any KV event, for 2 s; not counted as index hits", () => {
+    const p = new PrecisePrefixCacheProducer("spec", { speculativeIndexing: true });
+    const store = new EndpointStore();
+    const a = ep(9901);
+    const b = ep(9902);
+    store.upsert(a.metadata);
+    store.upsert(b.metadata);
+    // announced as wired, without subscribing anywhere real
+    (p as unknown as { wired: boolean }).wired = true;
+    const r1 = request("vllm");
+    p.produce(r1, [a, b]);
+    assert.equal(match(a, p), 0);
+    p.preRequest(r1, {
+      primaryProfileName: "default",
+      profileResults: { default: { targetEndpoints: [a] } as never },
+    });
+    const r2 = request("vllm");
+    p.produce(r2, [a, b]);
+    assert.equal(match(a, p), 6, "a matches the 6 full blocks of the routed prompt");
+    assert.equal(match(b, p), 0);
+    const h = p.health();
+    assert.equal(h.speculativeHits, 1);
+    assert.equal(h.lookupHits, 0, "speculative matches are not index hits");
+    // after the TTL the entry is gone
+    const realNow = Date.now;
+    try {
+      Date.now = () => realNow() + 2001;
+      const r3 = request("vllm");
+      p.produce(r3, [a, b]);
+      assert.equal(match(a, p), 0);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  it("off by default: preRequest records nothing", () => {
+    const p = new PrecisePrefixCacheProducer("nospec");
+    (p as unknown as { wired: boolean }).wired = true;
+    const a = ep(9903);
+    const r1 = request("vllm");
+    p.produce(r1, [a]);
+    p.preRequest(r1, {
+      primaryProfileName: "default",
+      profileResults: { default: { targetEndpoints: [a] } as never },
+    });
+    p.produce(request("vllm"), [a]);
+    assert.equal(match(a, p), 0);
+  });
+});

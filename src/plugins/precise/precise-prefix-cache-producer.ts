@@ -44,7 +44,11 @@
  *   ROUTER port when the endpoint has no `llm-d.ai/kv-events-replay-port` label.
  *   `kvEventsConfig.topicFilter` (default `kv@`), `kvEventsConfig.replayOnJoin` (default true),
  *   `kvEventsConfig.engineType` (`vllm` only; `sglang` is rejected as unsupported).
- * - `speculativeIndexing` (bool, default false): accepted; not implemented (a warning says so).
+ * - `speculativeIndexing` (bool, default false): at routing time (PreRequest) the request's keys
+ *   are remembered for its primary target (and its `prefill` target) for
+ *   {@link SPECULATIVE_TTL_MS} (2 s, llm-d's TTL), so that requests arriving before the
+ *   target's `BlockStored` events match it too; an endpoint scores max(index, speculative).
+ *   Speculative matches are counted apart (`speculativeHits`), never as index hits.
  *
  * Source: reference/epp.md §3.5, §5.2; reference/engine.md §3.1–3.4, §4.2–4.4.
  */
@@ -53,7 +57,7 @@ import { Counter, Gauge } from "prom-client";
 import { z } from "zod";
 import { decodeParams, ParamsError } from "../../framework/config/params.js";
 import { KV_EVENTS_PORT_LABEL, KV_EVENTS_REPLAY_PORT_LABEL } from "../../framework/labels.js";
-import type { DataProducer, PluginFactory } from "../../framework/plugin.js";
+import type { DataProducer, PluginFactory, PreRequest } from "../../framework/plugin.js";
 import { KV_EVENTS_PORT } from "../../framework/ports.js";
 import {
   type ClosablePlugin,
@@ -63,6 +67,7 @@ import {
   type MetricsRegistrant,
   PREFIX_CACHE_MATCH_INFO,
   type PrefixCacheMatchInfo,
+  type SchedulingResult,
   TOKENIZED_PROMPT,
   type TokenizedPrompt,
 } from "../../framework/types.js";
@@ -79,6 +84,12 @@ import { logger } from "../../log.js";
 import * as N from "./metrics.js";
 
 export const PRECISE_PREFIX_CACHE_PRODUCER_TYPE = "precise-prefix-cache-producer";
+/** Lifetime of a speculative entry, ms (llm-d `speculativeIndexing` TTL 2 s, reference/epp.md §3.5). */
+export const SPECULATIVE_TTL_MS = 2000;
+/** Most speculative entries kept per endpoint (oldest dropped first). */
+const SPECULATIVE_MAX_PER_ENDPOINT = 64;
+/** Profile whose target is also recorded (as llm-d's approximate producer does). */
+const PREFILL_PROFILE = "prefill";
 
 const schema = z
   .object({
@@ -209,12 +220,14 @@ export interface PreciseHealth {
   lookups: number;
   /** requests where at least one endpoint matched ≥ 1 block */
   lookupHits: number;
+  /** requests where some endpoint matched more through speculative entries than the index */
+  speculativeHits: number;
   index: ReturnType<KvBlockIndex["stats"]>;
 }
 
 /** The precise prefix-cache producer (see file header). */
 export class PrecisePrefixCacheProducer
-  implements DataProducer, EndpointExtractor, MetricsRegistrant, ClosablePlugin
+  implements DataProducer, PreRequest, EndpointExtractor, MetricsRegistrant, ClosablePlugin
 {
   readonly type: string = PRECISE_PREFIX_CACHE_PRODUCER_TYPE;
   readonly index: KvBlockIndex;
@@ -228,6 +241,11 @@ export class PrecisePrefixCacheProducer
   private readonly endpointHits = new Map<string, { requests: number; blocks: number }>();
   /** request keys of recent prompts (shared prefixes are hashed once) */
   private readonly keyCache = new PromptKeyCache(8);
+  /** speculative entries per endpoint (`ip:port`): request keys routed there, with expiry (ms) */
+  private readonly spec = new Map<string, { keys: Uint32Array; n: number; expires: number }[]>();
+  private speculativeHits = 0;
+  /** request attribute holding the request's keys between produce and preRequest */
+  private readonly specKey: string;
   private unusable = 0;
   private lookups = 0;
   private lookupHits = 0;
@@ -252,13 +270,9 @@ export class PrecisePrefixCacheProducer
       podCacheSize: this.config.podCacheSize,
     });
     this.matchInfoKey = PREFIX_CACHE_MATCH_INFO + name;
+    this.specKey = `precise-spec-keys/${name}`;
     this.produces = [this.matchInfoKey];
-    if (this.config.speculativeIndexing) {
-      log.warn(
-        { plugin: name },
-        "speculativeIndexing is not implemented yet; the index only follows KV events",
-      );
-    }
+
   }
 
   // ---------------------------------------------------------------- pool
@@ -275,6 +289,7 @@ export class PrecisePrefixCacheProducer
     const s = this.subs.get(id);
     this.subs.delete(id);
     this.endpointHits.delete(id);
+    this.spec.delete(id);
     this.index.removeEndpoint(id);
     if (s) {
       s.sub.close().catch((err) => log.warn({ err, endpoint: id }, "closing KV-event subscriber failed"));
@@ -372,16 +387,29 @@ export class PrecisePrefixCacheProducer
     const r = this.index.longestPrefix(keys, totalBlocks);
     this.lookups++;
     let hit = false;
+    let specHit = false;
+    const now = this.config.speculativeIndexing ? Date.now() : 0;
+    if (this.config.speculativeIndexing && totalBlocks > 0)
+      request.attributes.set(this.specKey, keys.slice(0, 2 * totalBlocks));
     for (const ep of endpoints) {
       const s = this.index.findEndpoint(ep.metadata.hostPort);
-      const score = s === undefined ? 0 : r.score[s]!;
-      if (score > 0) {
+      const indexed = s === undefined ? 0 : r.score[s]!;
+      let score = indexed;
+      if (this.config.speculativeIndexing) {
+        const sp = this.speculativeMatch(ep.metadata.hostPort, keys, totalBlocks, now);
+        if (sp > score) {
+          score = sp;
+          specHit = true;
+        }
+      }
+      // index hits only (what KV events proved); speculative ones are counted apart
+      if (indexed > 0) {
         hit = true;
         const h = this.endpointHits.get(ep.metadata.hostPort);
         if (h) {
           h.requests++;
-          h.blocks += score;
-        } else this.endpointHits.set(ep.metadata.hostPort, { requests: 1, blocks: score });
+          h.blocks += indexed;
+        } else this.endpointHits.set(ep.metadata.hostPort, { requests: 1, blocks: indexed });
       }
       ep.attributes.set(this.matchInfoKey, {
         matchBlocks: score,
@@ -390,6 +418,44 @@ export class PrecisePrefixCacheProducer
       } satisfies PrefixCacheMatchInfo);
     }
     if (hit) this.lookupHits++;
+    if (specHit) this.speculativeHits++;
+  }
+
+  /** Longest common leading run (blocks) of `keys` with a live speculative entry of `id`. */
+  private speculativeMatch(id: string, keys: Uint32Array, n: number, now: number): number {
+    const list = this.spec.get(id);
+    if (!list) return 0;
+    let best = 0;
+    for (const e of list) {
+      if (e.expires <= now) continue;
+      const m = Math.min(n, e.n);
+      let i = 0;
+      while (i < m && e.keys[2 * i] === keys[2 * i] && e.keys[2 * i + 1] === keys[2 * i + 1]) i++;
+      if (i > best) best = i;
+    }
+    return best;
+  }
+
+  /**
+   * With `speculativeIndexing`: remembers the request's keys for its primary target and its
+   * `prefill` target for {@link SPECULATIVE_TTL_MS}. A no-op otherwise.
+   */
+  preRequest(request: InferenceRequest, result: SchedulingResult): void {
+    const keys = request.attributes.get(this.specKey) as Uint32Array | undefined;
+    if (!keys) return;
+    request.attributes.delete(this.specKey);
+    const targets = [result.profileResults[result.primaryProfileName]?.targetEndpoints[0]];
+    if (result.primaryProfileName !== PREFILL_PROFILE)
+      targets.push(result.profileResults[PREFILL_PROFILE]?.targetEndpoints[0]);
+    const now = Date.now();
+    for (const ep of targets) {
+      if (!ep) continue;
+      const id = ep.metadata.hostPort;
+      const list = (this.spec.get(id) ?? []).filter((e) => e.expires > now);
+      list.push({ keys, n: keys.length >>> 1, expires: now + SPECULATIVE_TTL_MS });
+      if (list.length > SPECULATIVE_MAX_PER_ENDPOINT) list.shift();
+      this.spec.set(id, list);
+    }
   }
 
   /**
@@ -443,6 +509,7 @@ export class PrecisePrefixCacheProducer
       unknownModelRequests: this.unknownModel,
       lookups: this.lookups,
       lookupHits: this.lookupHits,
+      speculativeHits: this.speculativeHits,
       index: this.index.stats(),
     };
   }
