@@ -151,6 +151,7 @@ describe("formatReport", () => {
       prefix_cache_note: "no servers",
       prefix_cache_hits_delta: null,
       prefix_cache_queries_delta: null,
+      pd: { prefill_decode: 5, decode_only: 2, transfers: 5, mean_transfer_ms: 3.25 },
       oracle_hit_rate: 0.5,
       duration_s: 2,
       total_prompt_tokens: 30,
@@ -181,5 +182,7 @@ describe("formatReport", () => {
     assert.match(out, /oracle hit rate\s+50\.0%/);
     assert.match(out, /concurrency 2/);
     assert.doesNotMatch(out, /stopped early/);
+    assert.match(out, /P\/D decisions\s+5 prefill-decode, 2 decode-only/);
+    assert.match(out, /KV transfers\s+5\s+\(mean 3\.25 ms\)/);
   });
 });

@@ -2,6 +2,7 @@
  * The bench report: the JSON written by `--json FILE` (snake_case, as inference-perf-style
  * tools write it) and its human-readable table.
  */
+import type { BenchPd } from "./pd.js";
 import type { Percentiles } from "./stats.js";
 
 /** One kind of error: how many, and the first message seen. */
@@ -64,6 +65,11 @@ export interface BenchReport {
   prefix_cache_hits_delta: number | null;
   /** Fleet Δ`vllm:prefix_cache_queries_total`, tokens (null when not measurable). */
   prefix_cache_queries_delta: number | null;
+  /**
+   * P/D during the run: Δ router decisions by type and Δ KV transfers of the servers with their
+   * mean time (`pd.ts`); null when no decision and no transfer happened.
+   */
+  pd: BenchPd | null;
   /** Best hit rate any router could reach with an unlimited cache, over the requests sent, fraction 0..1. */
   oracle_hit_rate: number;
   /** Wall time from the first send to the last answer, s. */
@@ -117,5 +123,13 @@ export function formatReport(r: BenchReport): string {
       : `${pct(r.prefix_cache_hit_rate)}   (${r.prefix_cache_hits_delta} / ${r.prefix_cache_queries_delta} tokens, ${c.metrics_urls.length} server${c.metrics_urls.length === 1 ? "" : "s"})`;
   lines.push(`  prefix-cache hits   ${fleet}`);
   lines.push(`  oracle hit rate     ${pct(r.oracle_hit_rate)}   (unlimited cache, block ${c.block_size})`);
+  if (r.pd) {
+    lines.push(
+      `  P/D decisions       ${r.pd.prefill_decode} prefill-decode, ${r.pd.decode_only} decode-only`,
+    );
+    lines.push(
+      `  KV transfers        ${r.pd.transfers}${r.pd.mean_transfer_ms === null ? "" : `   (mean ${fmt(r.pd.mean_transfer_ms)} ms)`}`,
+    );
+  }
   return `${lines.join("\n")}\n`;
 }

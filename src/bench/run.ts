@@ -9,6 +9,7 @@ import { Agent, request } from "undici";
 import { ROUTER_PORT } from "../framework/ports.js";
 import { type BenchApi, type BenchRequestResult, sendRequest } from "./client.js";
 import { fleetHitRate, readAll, resolveMetricsTargets } from "./metrics.js";
+import { pdSummary, readPdCounters } from "./pd.js";
 import { oracleHitRate } from "./oracle.js";
 import { createRng, poissonArrivalsMs } from "./prng.js";
 import type { BenchReport, ErrorKindSummary } from "./report.js";
@@ -176,6 +177,7 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
       opts.model ?? (await firstModelId(url, side, Math.min(timeoutMs, METRICS_TIMEOUT_MS), opts.headers));
     const targets = await resolveMetricsTargets(url, opts.metricsUrls, side, METRICS_TIMEOUT_MS);
     const before = await readAll(targets.urls, side, METRICS_TIMEOUT_MS);
+    const pdBefore = await readPdCounters(`${url}/metrics`, targets.urls, side, METRICS_TIMEOUT_MS);
 
     const signal = opts.signal;
     const results: BenchRequestResult[] = [];
@@ -236,6 +238,7 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     );
 
     const after = await readAll(targets.urls, side, METRICS_TIMEOUT_MS);
+    const pdAfter = await readPdCounters(`${url}/metrics`, targets.urls, side, METRICS_TIMEOUT_MS);
     const fleet =
       targets.source === "none"
         ? { rate: null, hitsDelta: null, queriesDelta: null, note: targets.note ?? "no model servers" }
@@ -278,6 +281,7 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
       prefix_cache_note: fleet.note ?? null,
       prefix_cache_hits_delta: fleet.hitsDelta,
       prefix_cache_queries_delta: fleet.queriesDelta,
+      pd: pdSummary(pdBefore, pdAfter),
       oracle_hit_rate: oracle.hitRate,
       duration_s: round2(wallS),
       total_prompt_tokens: oracle.promptTokens,
