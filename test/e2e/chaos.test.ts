@@ -160,17 +160,22 @@ const routerLogs = (): LogLine[] =>
 
 test("chaos: kill + restart + 10 % injected failures: every request ends clearly, retries succeed, the pool recovers", async (t) => {
   const kill: KillState = { armed: false };
+  const t0 = performance.now();
+  const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
   const p1 = await runBounded(PHASE1, CONCURRENCY, (i) => {
     if (i === KILL_AFTER) kill.armed = true;
     return one(i, "p1", kill);
   });
   assert.ok(kill.victim, "a stream ran on server 0 after the kill was armed");
   await kill.killed;
+  t.diagnostic(`phase 1 done at ${at()}`);
   // restart on the same port, with the same failure injection
   servers[0] = startServer(ports[0]!);
   await waitEndpoints(url, (eps) => eps.find((e) => e.port === ports[0])?.ready === true, 45_000);
+  t.diagnostic(`restarted server ready at ${at()}`);
   const p2 = await runBounded(PHASE2, CONCURRENCY, (i) => one(i, "p2", kill));
   const all = [...p1, ...p2];
+  t.diagnostic(`phase 2 done at ${at()}`);
 
   const count = (k: Kind, rs = all) => rs.filter((r) => r.kind === k).length;
   const summary = {
