@@ -5,7 +5,8 @@
  * Why not prom-client's `Histogram`: every `observe(labels, v)` — labelled children included —
  * validates and hashes the label object, which measured as the largest single cost of the
  * router's per-request path (≈ 10 histogram observations per request). Here a series is looked
- * up once per label set and `observe` is O(buckets) with no allocation.
+ * up once per label set and `observe` is O(buckets) with no allocation. `le` comes last in
+ * the bucket labels, as Go's client_golang (llm-d) and Python's prometheus_client (vLLM) write it.
  */
 import type { Registry } from "prom-client";
 
@@ -86,9 +87,13 @@ export class FastHistogram {
     else this.labels(a).observe(b ?? Number.NaN);
   }
 
-  /** Zeroes every series. */
+  /** Zeroes every series (series objects handed out stay valid). */
   reset(): void {
-    this.series.clear();
+    for (const s of this.series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
   }
 
   /** The prom-client metric object (cumulative buckets, `+Inf`, `_sum`, `_count` per series). */
@@ -105,9 +110,9 @@ export class FastHistogram {
       let acc = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         acc += s.counts[i]!;
-        values.push({ value: acc, labels: { le: this.bounds[i]!, ...s.labels }, metricName: bucket });
+        values.push({ value: acc, labels: { ...s.labels, le: this.bounds[i]! }, metricName: bucket });
       }
-      values.push({ value: s.count, labels: { le: "+Inf", ...s.labels }, metricName: bucket });
+      values.push({ value: s.count, labels: { ...s.labels, le: "+Inf" }, metricName: bucket });
       values.push({ value: s.sum, labels: { ...s.labels }, metricName: `${this.name}_sum` });
       values.push({ value: s.count, labels: { ...s.labels }, metricName: `${this.name}_count` });
     }

@@ -24,7 +24,8 @@ export {
 } from "./engines/sim/engine.js";
 export { blockHashes, firstBlockExtra, hashBlock, type KvBlock, KvCache } from "./engines/sim/kv-cache.js";
 export { parseDurationMs } from "../framework/duration.js";
-export { FastHistogram, ModelServerMetrics } from "./metrics.js";
+export { FastHistogram } from "../metrics/fast-histogram.js";
+export { ModelServerMetrics } from "./metrics.js";
 export {
   DEFAULT_COMPLETION_MAX_TOKENS,
   type ModelServerOptions,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Metric, Registry } from "prom-client";
-import { buckets125, FastHistogram, ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from "./metrics.js";
+import { Registry } from "prom-client";
+import { FastHistogram } from "../metrics/fast-histogram.js";
+import { buckets125, ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS } from "./metrics.js";
 
 describe("model server metrics helpers", () => {
   it("buckets125 follows vLLM build_1_2_5_buckets", () => {
@@ -21,9 +22,9 @@ describe("model server metrics helpers", () => {
 
   it("FastHistogram renders cumulative buckets, +Inf, sum and count through a prom-client registry", async () => {
     const reg = new Registry();
-    const h = new FastHistogram("x_seconds", "help text", [0.1, 1, 10], { model_name: "m", engine: "0" });
-    reg.registerMetric(h as unknown as Metric);
-    for (const v of [0.05, 0.1, 0.5, 5, 50, Number.NaN]) h.observe(v);
+    const h = new FastHistogram("x_seconds", "help text", [0.1, 1, 10], ["model_name", "engine"], [reg]);
+    const series = h.labels({ model_name: "m", engine: "0" });
+    for (const v of [0.05, 0.1, 0.5, 5, 50, Number.NaN]) series.observe(v);
     const text = await reg.metrics();
     const lines = text.split("\n");
     assert.ok(lines.includes("# TYPE x_seconds histogram"));

@@ -14,7 +14,8 @@
  *   emitted as the sim does (value = Unix seconds, no adapters).
  * - `vllm:request_success_total{finished_reason}` is pre-created for stop, length, abort.
  */
-import { Counter, Gauge, type Metric, Registry } from "prom-client";
+import { FastHistogram } from "../metrics/fast-histogram.js";
+import { Counter, Gauge, Registry } from "prom-client";
 import * as N from "../metrics/vllm-names.js";
 import type { Engine, EngineFinish, EngineObserver, FinishReason } from "./engine.js";
 
@@ -65,76 +66,6 @@ export interface ModelServerMetricsOptions {
 }
 
 type Child = { observe(v: number): void };
-
-/**
- * A histogram with one fixed label set, rendered by a prom-client {@link Registry} (it
- * implements the registry's metric contract: `name`, `help`, `type`, `aggregator`, `get()`,
- * `reset()`). `observe` is O(buckets) with no allocation.
- */
-export class FastHistogram {
-  readonly type = "histogram";
-  readonly aggregator = "sum";
-  private readonly counts: Float64Array;
-  private sum = 0;
-  private count = 0;
-
-  /**
-   * @param name metric name
-   * @param help help text
-   * @param bounds bucket upper bounds, ascending (+Inf is implicit)
-   * @param labels the one label set of every series
-   */
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly bounds: readonly number[],
-    private readonly labels: Readonly<Record<string, string>>,
-  ) {
-    this.counts = new Float64Array(bounds.length);
-  }
-
-  /** Adds one observation (non-finite values are ignored). */
-  observe(v: number): void {
-    if (!Number.isFinite(v)) return;
-    this.sum += v;
-    this.count++;
-    const b = this.bounds;
-    for (let i = 0; i < b.length; i++) {
-      if (v <= b[i]!) {
-        this.counts[i]!++;
-        return;
-      }
-    }
-  }
-
-  /** Zeroes all counts. */
-  reset(): void {
-    this.counts.fill(0);
-    this.sum = 0;
-    this.count = 0;
-  }
-
-  /** The prom-client metric object (cumulative buckets, `+Inf`, `_sum`, `_count`). */
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: { value: number; labels: Record<string, string | number>; metricName: string }[];
-  }> {
-    const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
-    const bucket = `${this.name}_bucket`;
-    let acc = 0;
-    for (let i = 0; i < this.bounds.length; i++) {
-      acc += this.counts[i]!;
-      values.push({ value: acc, labels: { ...this.labels, le: this.bounds[i]! }, metricName: bucket });
-    }
-    values.push({ value: this.count, labels: { ...this.labels, le: "+Inf" }, metricName: bucket });
-    values.push({ value: this.sum, labels: { ...this.labels }, metricName: `${this.name}_sum` });
-    values.push({ value: this.count, labels: { ...this.labels }, metricName: `${this.name}_count` });
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-}
 
 /** The metrics of one model server. */
 export class ModelServerMetrics {
@@ -325,10 +256,8 @@ export class ModelServerMetrics {
     for (const c of Object.values(this.success)) c.inc(0);
 
     const hist = (name: string, help: string, buckets: number[]): Child => {
-      const h = new FastHistogram(name, help, buckets, base);
       // FastHistogram implements the registry's metric contract (see its doc).
-      reg.registerMetric(h as unknown as Metric);
-      return h;
+      return new FastHistogram(name, help, buckets, Object.keys(base), [reg]).labels(base);
     };
     this.ttft = hist(
       N.VLLM_TIME_TO_FIRST_TOKEN_SECONDS,
