@@ -21,5 +21,6 @@ export {
   LLAMA_STATE_SEQ_VERSION,
   restreamSeqState,
 } from "./kv-state.js";
+export { DEFAULT_KV_LEASE_MS, type KvLeaseStats, KvLeaseStore } from "./pd.js";
 export { nodeLlamaCpp, sharedLlama } from "./runtime.js";
 export { LlamaTokenizer } from "./tokenizer.js";
