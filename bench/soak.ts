@@ -10,7 +10,9 @@
  *
  * RSS: `VmRSS` of `/proc/<pid>/status` for the router and each server (children of the
  * `llmd up` process, told apart by their command line), every `--sample-s` seconds. Printed:
- * the figures after warm-up (`--warmup-s`) and at the end, growth % (target < 10 %).
+ * the figures after warm-up (`--warmup-s`) and at the end, growth % (target < 10 %), both as
+ * single samples and as medians of the 60 s windows after warm-up and before the end (one
+ * sample can land anywhere in a GC cycle).
  *
  * Usage: `node --import tsx bench/soak.ts [--duration-s 600] [--warmup-s 120] [--rate 20]
  *   [--replicas 4] [--sample-s 10]`. Linux only (reads /proc).
@@ -239,6 +241,18 @@ serverPids.forEach((_, i) => {
 });
 console.log(
   `total RSS: ${(total(warm) / 1024).toFixed(1)} → ${(total(end) / 1024).toFixed(1)} MiB (growth ${pct(total(warm), total(end))} %); target < 10 %`,
+);
+// single samples land anywhere in a GC cycle: also compare medians of 60 s windows
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+const warmWin = samples.filter((s) => s.t >= warmupS && s.t < warmupS + 60);
+const endWin = samples.filter((s) => s.t > end.t - 60);
+const mRouter = [median(warmWin.map((s) => s.router)), median(endWin.map((s) => s.router))] as const;
+const mTotal = [median(warmWin.map(total)), median(endWin.map(total))] as const;
+console.log(
+  `median of 60 s windows: router ${(mRouter[0] / 1024).toFixed(1)} → ${(mRouter[1] / 1024).toFixed(1)} MiB (growth ${pct(mRouter[0], mRouter[1])} %), total ${(mTotal[0] / 1024).toFixed(1)} → ${(mTotal[1] / 1024).toFixed(1)} MiB (growth ${pct(mTotal[0], mTotal[1])} %)`,
 );
 await dispatcher.close();
 await stopAll();
