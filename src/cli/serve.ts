@@ -8,6 +8,11 @@
  * Defaults: model `llmd/sim-8b`, max-model-len 8192, max-num-seqs 16, max-num-batched-tokens
  * 2048, block-size 16, kv-cache-size 1024 blocks, the "8B on H100" latency profile
  * (prefill 30 ms + 250 µs/token, ITL 12 ms), time-scale 1.
+ * P/D (docs/pd.md): KV geometry (`--num-layers 32 --num-kv-heads 8 --head-dim 128
+ * --kv-cache-dtype bf16`, Llama-3.1-8B), `--kv-transfer-config`, `--side-channel-host/-port`,
+ * `--kv-link` presets with `--kv-link-bandwidth/-latency`, `--kv-lease`,
+ * `--kv-load-failure-policy`; failure injection: `--failure-injection-rate`, `--failure-types`,
+ * `--failure-mid-stream-rate` (and the `X-Return-Error` header).
  */
 import { type Command, InvalidArgumentError } from "commander";
 import { MODEL_SERVER_PORT } from "../framework/ports.js";

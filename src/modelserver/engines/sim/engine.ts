@@ -33,6 +33,13 @@
  * `setImmediate`, and it stops when idle (no timers, no spinning). The simulated clock
  * (`simNowMs`, used by {@link StepRecord} and {@link RequestRecord}) advances only by step
  * durations: idle time is not counted.
+ *
+ * **P/D** (`pd.ts`, docs/pd.md): a prefill leg (`do_remote_decode`) that finishes with `length`
+ * holds its prompt's full blocks for the decode side (release or lease expiry); a decode leg
+ * (`do_remote_prefill`) is admitted with its prompt blocks allocated, waits outside the steps for
+ * the simulated transfer of the full blocks it does not cache (`latency + bytes / bandwidth`),
+ * then computes only the tokens past the last pulled full block within its first decode step
+ * (one ITL share + `prefillTimePerToken` each, no prefill overhead).
  */
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
