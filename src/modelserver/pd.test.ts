@@ -191,6 +191,31 @@ describe("P/D between two sim servers", () => {
     assert.equal(rec.prefillTokens, rec.promptTokens, "recomputed locally");
   });
 
+  it("a release the prefill side cannot take is counted as a failed notification; the request still succeeds", async () => {
+    const pEngine = new SimEngine({ model: "m", mode: "echo", timeScale: 1000 });
+    const p = await startModelServer({ engine: pEngine });
+    // a slow link at real time: the transfer takes ≥ 300 ms, the prefill server goes away meanwhile
+    const { s: d, engine: de } = await start({ timeScale: 1, kvLinkLatencyMs: 300 });
+    const body = { model: "m", prompt: PROMPT, max_tokens: 2 };
+    const pj = (await (
+      await post(`${p.url}/v1/completions`, { ...body, kv_transfer_params: PREFILL_KV, max_tokens: 1 })
+    ).json()) as { kv_transfer_params: KvTransferParams };
+    const dr = post(`${d.url}/v1/completions`, { ...body, kv_transfer_params: pj.kv_transfer_params });
+    await until(() => de.stats().waiting === 1, "the decode request waiting for its KV");
+    await p.close();
+    const r = await dr;
+    assert.equal(r.status, 200);
+    await until(
+      async () =>
+        metric(await (await fetch(`${d.url}/metrics`)).text(), "vllm:nixl_num_failed_notifications_total") ===
+        1,
+      "the failed notification",
+    );
+    const dm = await (await fetch(`${d.url}/metrics`)).text();
+    assert.equal(metric(dm, "vllm:nixl_xfer_time_seconds_count"), 1, "the transfer itself completed");
+    assert.equal(metric(dm, "vllm:nixl_num_failed_transfers_total"), 0);
+  });
+
   it("a streaming prefill request is refused", async () => {
     const { s: p } = await start({});
     const r = await post(`${p.url}/v1/completions`, {
