@@ -7,7 +7,11 @@
  * end"): ITL p99 at least 2× lower with P/D. Prints figures only; asserts nothing.
  *
  *   node --import tsx bench/pd.ts [--rate 4] [--requests 96] [--time-scale 2] [--json FILE]
- *     [--server-args "--max-num-batched-tokens 256"]
+ *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE]
+ *
+ * `--pd-config` (default `config/pd.yaml`, `nonCachedTokens: 256`: short prompts stay on the
+ * decode servers) can be llm-d's own `pd-epp-config.yaml` (`nonCachedTokens: 16`: every prompt
+ * is prefilled on the prefill server, so decode servers run decode steps only).
  *
  * Why the chunk size matters for ITL p99: a long prefill stalls the decodes sharing its steps,
  * so the fraction of ITL samples that are stalled ≈ (long prompts per server per second) ×
@@ -38,6 +42,8 @@ const TIME_SCALE = flag("time-scale", "2");
 const JSON_OUT = flag("json", "");
 /** extra `llmd serve` flags for every server of both stacks, e.g. "--max-num-batched-tokens 256" */
 const SERVER_ARGS = flag("server-args", "").split(" ").filter(Boolean);
+/** EndpointPickerConfig of the P/D stack (default: llmd up's config/pd.yaml) */
+const PD_CONFIG = flag("pd-config", "");
 const CLI = join(ROOT, "src/cli/main.ts");
 
 async function startUp(args: string[]): Promise<{ url: string; child: ChildProcess }> {
@@ -88,10 +94,16 @@ const f = (v: number | null | undefined) => (v === null || v === undefined ? "-"
 const ratio = (a: number | null, b: number | null) => (a && b ? (a / b).toFixed(2) : "-");
 
 const agg = await run("aggregated 4", ["--replicas", "4"]);
-const pd = await run("P/D 1+3", ["--prefill", "1", "--decode", "3"]);
+const pd = await run("P/D 1+3", [
+  "--prefill",
+  "1",
+  "--decode",
+  "3",
+  ...(PD_CONFIG ? ["--epp-config", PD_CONFIG] : []),
+]);
 
 const lines = [
-  `long-prompt workload (4096-token prompts 25 %, 64-token prompts with 32 outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
+  `long-prompt workload (4096-token prompts 25 %, 64-token prompts with 32 outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}, P/D config ${PD_CONFIG || "config/pd.yaml"}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
   "",
   "                      aggregated 4     P/D 1P+3D     aggregated / P/D",
   `  ITL p99 (ms)      ${f(agg.itl_ms.p99).padStart(12)} ${f(pd.itl_ms.p99).padStart(13)} ${ratio(agg.itl_ms.p99, pd.itl_ms.p99).padStart(12)}×`,
