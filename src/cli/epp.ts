@@ -14,15 +14,12 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Command } from "commander";
 import { watchDiscoveryFile } from "../datalayer/discovery-file.js";
-import { KubernetesDiscovery } from "../datalayer/k8s/discovery.js";
+import type { KubernetesDiscovery } from "../datalayer/k8s/discovery.js";
 import { EndpointStore } from "../datalayer/store.js";
 import { EPP_METRICS_PORT, EXTPROC_PORT, GRPC_HEALTH_PORT } from "../framework/ports.js";
-import { startHealthServer } from "../extproc/health.js";
-import { startExtProcServer } from "../extproc/server.js";
-import { extProcCredentials } from "../extproc/tls.js";
 import { logger } from "../log.js";
 import { updatePoolGauges } from "../requestcontrol/pipeline.js";
 import { createEppRuntime, startDataLayer } from "./epp-runtime.js";
@@ -71,6 +68,12 @@ const log = logger.child({ component: "epp" });
  *   certificate cannot be read, or a port cannot be bound
  */
 export async function runEpp(o: EppOptions): Promise<RunningEpp> {
+  // gRPC and the Kubernetes client load here, not at CLI start (every `llmd` command imports this file).
+  const [{ startHealthServer }, { startExtProcServer }, { extProcCredentials }] = await Promise.all([
+    import("../extproc/health.js"),
+    import("../extproc/server.js"),
+    import("../extproc/tls.js"),
+  ]);
   const host = o.host ?? "0.0.0.0";
   const runtime = createEppRuntime(o.configFile);
   const tls = extProcCredentials({ secureServing: o.secureServing, certPath: o.certPath });
@@ -104,11 +107,13 @@ export async function runEpp(o: EppOptions): Promise<RunningEpp> {
       if (!o.discoveryFile && statics.length === 0) {
         if (!o.poolName)
           throw new Error("no discovery: give --pool-name (Kubernetes), --discovery-file or --endpoint");
+        const { KubeConfig } = await import("@kubernetes/client-node");
         const kc = o.kubeConfigObject ?? new KubeConfig();
         if (!o.kubeConfigObject) {
           if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
           else kc.loadFromDefault();
         }
+        const { KubernetesDiscovery } = await import("../datalayer/k8s/discovery.js");
         const disc = new KubernetesDiscovery({
           kubeConfig: kc,
           poolName: o.poolName,

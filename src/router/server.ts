@@ -259,6 +259,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
       // input-control, destination and content-length headers are the router's, not the upstream's
       for (const h of SYSTEM_OWNED_HEADERS) delete upstreamHeaders[h];
+      // The router's own API key authenticates the client to the router; it must not leak upstream.
+      if (keyDigests.length > 0) delete upstreamHeaders.authorization;
       if (prefiller) {
         // P/D: the router is the coordinator (the sidecar's NIXL v2 flow, reference/epp.md §4.3).
         const targetBody = JSON.parse(prep.body.toString("utf8")) as Record<string, unknown>;

@@ -105,6 +105,13 @@ describe("API keys", () => {
       await r.arrayBuffer();
     }
     assert.equal(upstream.seen.length, before + 3);
+    for (const seen of upstream.seen.slice(before)) {
+      assert.equal(
+        seen.headers.authorization,
+        undefined,
+        "the router's API key never reaches a model server",
+      );
+    }
   });
 });
 
