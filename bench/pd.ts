@@ -7,7 +7,7 @@
  * end"): ITL p99 at least 2× lower with P/D. Prints figures only; asserts nothing.
  *
  *   node --import tsx bench/pd.ts [--rate 4] [--requests 96] [--time-scale 2] [--json FILE]
- *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE]
+ *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE] [--output-tokens 32]
  *
  * `--pd-config` (default `config/pd.yaml`, `nonCachedTokens: 256`: short prompts stay on the
  * decode servers) can be llm-d's own `pd-epp-config.yaml` (`nonCachedTokens: 16`: every prompt
@@ -44,6 +44,8 @@ const JSON_OUT = flag("json", "");
 const SERVER_ARGS = flag("server-args", "").split(" ").filter(Boolean);
 /** EndpointPickerConfig of the P/D stack (default: llmd up's config/pd.yaml) */
 const PD_CONFIG = flag("pd-config", "");
+/** completion tokens of the short requests (the ongoing decodes) */
+const OUTPUT_TOKENS = Number(flag("output-tokens", "32"));
 const CLI = join(ROOT, "src/cli/main.ts");
 
 async function startUp(args: string[]): Promise<{ url: string; child: ChildProcess }> {
@@ -84,7 +86,14 @@ async function run(label: string, upArgs: string[]): Promise<BenchReport> {
   const { url, child } = await startUp(upArgs);
   try {
     process.stderr.write(`${label}: ${url}, ${REQUESTS} requests at ${RATE} req/s\n`);
-    return await runBench({ url, workload: "long-prompt", rate: RATE, requests: REQUESTS, seed: 7 });
+    return await runBench({
+      url,
+      workload: "long-prompt",
+      rate: RATE,
+      requests: REQUESTS,
+      seed: 7,
+      outputTokens: OUTPUT_TOKENS,
+    });
   } finally {
     await killAll([child]);
   }
@@ -103,7 +112,7 @@ const pd = await run("P/D 1+3", [
 ]);
 
 const lines = [
-  `long-prompt workload (4096-token prompts 25 %, 64-token prompts with 32 outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}, P/D config ${PD_CONFIG || "config/pd.yaml"}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
+  `long-prompt workload (4096-token prompts 25 %, 64-token prompts with ${OUTPUT_TOKENS} outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}, P/D config ${PD_CONFIG || "config/pd.yaml"}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
   "",
   "                      aggregated 4     P/D 1P+3D     aggregated / P/D",
   `  ITL p99 (ms)      ${f(agg.itl_ms.p99).padStart(12)} ${f(pd.itl_ms.p99).padStart(13)} ${ratio(agg.itl_ms.p99, pd.itl_ms.p99).padStart(12)}×`,
