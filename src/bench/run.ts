@@ -3,6 +3,7 @@
  * Talks HTTP only, so it works against llmd's router, a bare vLLM, or any
  * OpenAI-compatible endpoint.
  */
+import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
@@ -180,6 +181,8 @@ export async function runBench(opts: BenchOptions, hooks?: BenchHooks): Promise<
     const pdBefore = await readPdCounters(`${url}/metrics`, targets.urls, side, METRICS_TIMEOUT_MS);
 
     const signal = opts.signal;
+    // every request in flight listens for the caller's abort: more than 10 is normal here
+    if (signal) setMaxListeners(0, signal);
     const results: BenchRequestResult[] = [];
     let done = 0;
     let sent = 0;
