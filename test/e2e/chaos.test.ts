@@ -34,6 +34,8 @@ const PHASE1 = 160;
 const PHASE2 = 100;
 const KILL_AFTER = 50;
 const CONCURRENCY = 8;
+/** extra rounds of 2 × CONCURRENCY requests while waiting for a stream on server 0 */
+const EXTRA_ROUNDS = 20;
 
 let ports: number[] = [];
 const servers: (LlmdChild | undefined)[] = [];
@@ -166,6 +168,12 @@ test("chaos: kill + restart + 10 % injected failures: every request ends clearly
     if (i === KILL_AFTER) kill.armed = true;
     return one(i, "p1", kill);
   });
+  // The scheduler decides where streams go: if none ran on server 0 after the kill was armed,
+  // keep sending (bounded) until one does, so the mid-stream kill always happens.
+  for (let round = 0; !kill.victim && round < EXTRA_ROUNDS; round++) {
+    const base = PHASE1 + round * CONCURRENCY * 2;
+    p1.push(...(await runBounded(CONCURRENCY * 2, CONCURRENCY, (i) => one(base + i, "p1", kill))));
+  }
   assert.ok(kill.victim, "a stream ran on server 0 after the kill was armed");
   await kill.killed;
   t.diagnostic(`phase 1 done at ${at()}`);
