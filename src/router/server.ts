@@ -508,7 +508,10 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
         res.destroy();
         return;
       }
-      res.writeHead(r.status, { ...r.headers, ...(r.status === 413 ? { connection: "close" } : {}) });
+      // A 413 keeps the connection: the rest of the body is drained and discarded (readBody
+      // resumed the stream; --request-timeout bounds it), so the client reads the answer instead
+      // of an EPIPE from a socket closed under its writes.
+      res.writeHead(r.status, r.headers);
       res.end(r.body);
     });
   };
