@@ -7,7 +7,7 @@
  * end"): ITL p99 at least 2× lower with P/D. Prints figures only; asserts nothing.
  *
  *   node --import tsx bench/pd.ts [--rate 4] [--requests 96] [--time-scale 2] [--json FILE]
- *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE] [--output-tokens 32]
+ *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE] [--output-tokens 32] [--long-prompt-tokens 4096]
  *
  * `--pd-config` (default `config/pd.yaml`, `nonCachedTokens: 256`: short prompts stay on the
  * decode servers) can be llm-d's own `pd-epp-config.yaml` (`nonCachedTokens: 16`: every prompt
@@ -46,6 +46,8 @@ const SERVER_ARGS = flag("server-args", "").split(" ").filter(Boolean);
 const PD_CONFIG = flag("pd-config", "");
 /** completion tokens of the short requests (the ongoing decodes) */
 const OUTPUT_TOKENS = Number(flag("output-tokens", "32"));
+/** prompt length of the long requests, tokens */
+const LONG_TOKENS = Number(flag("long-prompt-tokens", "4096"));
 const CLI = join(ROOT, "src/cli/main.ts");
 
 async function startUp(args: string[]): Promise<{ url: string; child: ChildProcess }> {
@@ -93,6 +95,7 @@ async function run(label: string, upArgs: string[]): Promise<BenchReport> {
       requests: REQUESTS,
       seed: 7,
       outputTokens: OUTPUT_TOKENS,
+      longPrompt: { longPromptTokens: LONG_TOKENS },
     });
   } finally {
     await killAll([child]);
@@ -112,7 +115,7 @@ const pd = await run("P/D 1+3", [
 ]);
 
 const lines = [
-  `long-prompt workload (4096-token prompts 25 %, 64-token prompts with ${OUTPUT_TOKENS} outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}, P/D config ${PD_CONFIG || "config/pd.yaml"}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
+  `long-prompt workload (${LONG_TOKENS}-token prompts 25 %, 64-token prompts with ${OUTPUT_TOKENS} outputs), ${REQUESTS} requests, Poisson ${RATE} req/s, time-scale ${TIME_SCALE}, P/D config ${PD_CONFIG || "config/pd.yaml"}${SERVER_ARGS.length ? `, servers: ${SERVER_ARGS.join(" ")}` : ""}`,
   "",
   "                      aggregated 4     P/D 1P+3D     aggregated / P/D",
   `  ITL p99 (ms)      ${f(agg.itl_ms.p99).padStart(12)} ${f(pd.itl_ms.p99).padStart(13)} ${ratio(agg.itl_ms.p99, pd.itl_ms.p99).padStart(12)}×`,
