@@ -424,17 +424,35 @@ describe("runBench against a fake OpenAI-compatible server", () => {
   it("an aborted run reports what was sent; in-flight requests end as aborted errors", async () => {
     fake.reset({ hang: new Set([3]) });
     const controller = new AbortController();
-    fake.onHang = () => controller.abort();
+    // Abort once the hanging request has arrived AND two requests have completed on the client
+    // side (a response already sent may not have been read yet when the hang arrives).
+    let hung = false;
+    let done = 0;
+    const maybeAbort = () => {
+      if (hung && done >= 2 && !controller.signal.aborted) controller.abort();
+    };
+    fake.onHang = () => {
+      hung = true;
+      maybeAbort();
+    };
     try {
-      const report = await runBench({
-        url: fake.url,
-        model: "m",
-        sharedPrefix: small,
-        outputTokens: 2,
-        concurrency: 2,
-        timeoutMs: 60_000,
-        signal: controller.signal,
-      });
+      const report = await runBench(
+        {
+          url: fake.url,
+          model: "m",
+          sharedPrefix: small,
+          outputTokens: 2,
+          concurrency: 2,
+          timeoutMs: 60_000,
+          signal: controller.signal,
+        },
+        {
+          onProgress: (d) => {
+            done = d;
+            maybeAbort();
+          },
+        },
+      );
       assert.equal(report.stopped_early, true);
       assert.equal(report.config.requests, 12);
       assert.ok(report.requests >= 3 && report.requests < 12, `sent ${report.requests}`);
