@@ -5,9 +5,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -78,4 +80,49 @@ export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
   return s[i]!;
+}
+
+/**
+ * Runs `llmd up <upArgs>` on a free router port, waits for "router ready", runs
+ * `llmd bench --url <router> <benchArgs> --json <tmp> --quiet`, stops the stack and returns the
+ * bench's JSON report.
+ * @throws Error when the stack exits early or the bench exits non-zero
+ */
+export async function benchAgainstStack<R>(upArgs: string[], benchArgs: string[]): Promise<R> {
+  const port = await freePort();
+  const first = 20000 + Math.floor(Math.random() * 20000);
+  const env = { ...process.env, LLMD_LOG_LEVEL: "warn" };
+  const up = spawn(
+    process.execPath,
+    [...llmdCommand(), "up", "--port", String(port), "--first-server-port", String(first), ...upArgs],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], env },
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: up.stdout! }).on("line", (l) => {
+        if (l.includes("router ready")) resolve();
+      });
+      up.once("exit", (c) => reject(new Error(`llmd up exited ${c}`)));
+    });
+    const out = join(mkdtempSync(join(tmpdir(), "llmd-bench-")), "report.json");
+    const bench = spawn(
+      process.execPath,
+      [
+        ...llmdCommand(),
+        "bench",
+        "--url",
+        `http://127.0.0.1:${port}`,
+        ...benchArgs,
+        "--json",
+        out,
+        "--quiet",
+      ],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"], env },
+    );
+    const [code] = (await once(bench, "exit")) as [number | null];
+    if (code !== 0) throw new Error(`llmd bench exited ${code}`);
+    return JSON.parse(readFileSync(out, "utf8")) as R;
+  } finally {
+    await killAll([up]);
+  }
 }

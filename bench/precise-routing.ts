@@ -13,12 +13,7 @@
  *     [--prompts-per-group 8] [--system-prompt-tokens 2048] [--question-tokens 64]
  *     [--output-tokens 16] [--kv-cache-size 512] [--extra "more llmd bench flags"]
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { freePort, ROOT } from "./lib.js";
+import { benchAgainstStack } from "./lib.js";
 
 const argv = process.argv.slice(2);
 const flag = (name: string, def: string) => {
@@ -34,7 +29,6 @@ const Q = flag("question-tokens", "64");
 const OUT = flag("output-tokens", "16");
 const KV_BLOCKS = flag("kv-cache-size", "512");
 const EXTRA = flag("extra", "").split(" ").filter(Boolean);
-const CLI = join(ROOT, "src/cli/main.ts");
 
 interface Report {
   requests: number;
@@ -45,74 +39,34 @@ interface Report {
   oracle_hit_rate: number;
 }
 
-async function runStack(routing: "precise" | "approximate", out: string): Promise<Report> {
-  const port = await freePort();
-  const first = 20000 + Math.floor(Math.random() * 20000);
-  const args = [
-    "--import",
-    "tsx",
-    CLI,
-    "up",
-    "--port",
-    String(port),
-    "--first-server-port",
-    String(first),
-    "--replicas",
-    REPLICAS,
-    "--routing",
-    routing,
-    `--server-arg=--kv-cache-size`,
-    `--server-arg=${KV_BLOCKS}`,
-  ];
-  const up = spawn(process.execPath, args, {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, LLMD_LOG_LEVEL: "warn" },
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: up.stdout! }).on("line", (l) => {
-        if (l.includes("router ready")) resolve();
-      });
-      up.once("exit", (c) => reject(new Error(`llmd up exited ${c}`)));
-    });
-    const bench = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        CLI,
-        "bench",
-        "--url",
-        `http://127.0.0.1:${port}`,
-        "--workload",
-        "shared-prefix",
-        "--groups",
-        GROUPS,
-        "--prompts-per-group",
-        PPG,
-        "--system-prompt-tokens",
-        SYS,
-        "--question-tokens",
-        Q,
-        "--output-tokens",
-        OUT,
-        "--rate",
-        RATE,
-        "--json",
-        out,
-        "--quiet",
-        ...EXTRA,
-      ],
-      { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, LLMD_LOG_LEVEL: "warn" } },
-    );
-    const code = await new Promise<number | null>((r) => bench.once("exit", r));
-    if (code !== 0) throw new Error(`llmd bench exited ${code}`);
-    return JSON.parse(readFileSync(out, "utf8")) as Report;
-  } finally {
-    up.kill("SIGTERM");
-    await new Promise((r) => up.once("exit", r));
-  }
+function runStack(routing: "precise" | "approximate"): Promise<Report> {
+  return benchAgainstStack<Report>(
+    [
+      "--replicas",
+      REPLICAS,
+      "--routing",
+      routing,
+      "--server-arg=--kv-cache-size",
+      `--server-arg=${KV_BLOCKS}`,
+    ],
+    [
+      "--workload",
+      "shared-prefix",
+      "--groups",
+      GROUPS,
+      "--prompts-per-group",
+      PPG,
+      "--system-prompt-tokens",
+      SYS,
+      "--question-tokens",
+      Q,
+      "--output-tokens",
+      OUT,
+      "--rate",
+      RATE,
+      ...EXTRA,
+    ],
+  );
 }
 
 const perServer = Number(KV_BLOCKS) * 16;
@@ -122,11 +76,10 @@ console.log(
     `${REPLICAS} servers × ${KV_BLOCKS} blocks × 16 tokens = ${perServer} tokens each; ` +
     `working set ${working} tokens = ${(working / perServer).toFixed(1)} × one server's cache; rate ${RATE}/s`,
 );
-const dir = mkdtempSync(join(tmpdir(), "llmd-precise-"));
 console.log("== precise (llmd up --routing precise) ==");
-const pre = await runStack("precise", join(dir, "precise.json"));
+const pre = await runStack("precise");
 console.log("== approximate (default EPP config) ==");
-const apx = await runStack("approximate", join(dir, "approx.json"));
+const apx = await runStack("approximate");
 
 const f = (x: number | null | undefined, d = 3) => (x === null || x === undefined ? "n/a" : x.toFixed(d));
 console.log("\n                 hit rate  oracle  TTFT p50 ms  TTFT p90 ms  errors");
@@ -143,5 +96,9 @@ const hit =
     ? pre.prefix_cache_hit_rate / apx.prefix_cache_hit_rate
     : Number.NaN;
 const ttft = pre.ttft_ms.p90 / apx.ttft_ms.p90;
-console.log(`\nprecise hit rate / approximate hit rate = ${f(hit)} (target > 1: ${hit > 1 ? "met" : "NOT met"})`);
-console.log(`precise TTFT p90 / approximate TTFT p90 = ${f(ttft)} (target < 1: ${ttft < 1 ? "met" : "NOT met"})`);
+console.log(
+  `\nprecise hit rate / approximate hit rate = ${f(hit)} (target > 1: ${hit > 1 ? "met" : "NOT met"})`,
+);
+console.log(
+  `precise TTFT p90 / approximate TTFT p90 = ${f(ttft)} (target < 1: ${ttft < 1 ? "met" : "NOT met"})`,
+);

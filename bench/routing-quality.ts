@@ -7,12 +7,8 @@
  *
  *   node --import tsx bench/routing-quality.ts [--rate 16] [--extra "bench flags"]
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { freePort, ROOT } from "./lib.js";
+import { benchAgainstStack, ROOT } from "./lib.js";
 
 const argv = process.argv.slice(2);
 const flag = (name: string, def: string) => {
@@ -21,7 +17,6 @@ const flag = (name: string, def: string) => {
 };
 const RATE = flag("rate", "16");
 const EXTRA = flag("extra", "").split(" ").filter(Boolean);
-const CLI = join(ROOT, "src/cli/main.ts");
 
 interface Report {
   requests: number;
@@ -35,58 +30,20 @@ interface Report {
   output_tokens_per_s: number;
 }
 
-async function runStack(config: string | null, out: string): Promise<Report> {
-  const port = await freePort();
-  const first = 20000 + Math.floor(Math.random() * 20000);
-  const args = ["--import", "tsx", CLI, "up", "--port", String(port), "--first-server-port", String(first)];
-  if (config) args.push("--epp-config", config);
-  const up = spawn(process.execPath, args, {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, LLMD_LOG_LEVEL: "warn" },
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const rl = createInterface({ input: up.stdout! });
-      rl.on("line", (l) => {
-        if (l.includes("router ready")) resolve();
-      });
-      up.once("exit", (c) => reject(new Error(`llmd up exited ${c}`)));
-    });
-    const bench = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        CLI,
-        "bench",
-        "--url",
-        `http://127.0.0.1:${port}`,
-        "--workload",
-        "shared-prefix",
-        "--rate",
-        RATE,
-        "--json",
-        out,
-        "--quiet",
-        ...EXTRA,
-      ],
-      { cwd: ROOT, stdio: "inherit", env: { ...process.env, LLMD_LOG_LEVEL: "warn" } },
-    );
-    const code = await new Promise<number | null>((r) => bench.once("exit", r));
-    if (code !== 0) throw new Error(`llmd bench exited ${code}`);
-    return JSON.parse(readFileSync(out, "utf8")) as Report;
-  } finally {
-    up.kill("SIGTERM");
-    await new Promise((r) => up.once("exit", r));
-  }
+function runStack(config: string | null): Promise<Report> {
+  return benchAgainstStack<Report>(config ? ["--epp-config", config] : [], [
+    "--workload",
+    "shared-prefix",
+    "--rate",
+    RATE,
+    ...EXTRA,
+  ]);
 }
 
-const dir = mkdtempSync(join(tmpdir(), "llmd-rq-"));
 console.log(`== default EPP config (queue 2, kv-cache 2, prefix-cache 3), rate ${RATE}/s ==`);
-const def = await runStack(null, join(dir, "default.json"));
+const def = await runStack(null);
 console.log(`== random-picker config, rate ${RATE}/s ==`);
-const rnd = await runStack(join(ROOT, "config/random-picker.yaml"), join(dir, "random.json"));
+const rnd = await runStack(join(ROOT, "config/random-picker.yaml"));
 
 const f = (x: number | null | undefined, d = 3) => (x === null || x === undefined ? "n/a" : x.toFixed(d));
 console.log("\nrouting quality, shared-prefix workload (bench defaults), same offered load");
