@@ -9,7 +9,7 @@ import { loadConfig } from "../framework/config/index.js";
 import { TOKENIZED_PROMPT } from "../framework/types.js";
 import { createEppMetrics } from "../metrics/epp.js";
 import { builtinRegistry } from "../plugins/builtins.js";
-import { makeEndpoint, makeRequest } from "../plugins/producers/testing.js";
+import { makeEndpoint, makeRequest } from "../plugins/testing.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import { Director, pluginDurationRecorder } from "./director.js";
 

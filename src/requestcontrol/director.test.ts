@@ -6,7 +6,7 @@ import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/
 import { createEppMetrics } from "../metrics/epp.js";
 import { ApproxPrefixCacheProducer } from "../plugins/producers/approx-prefix-cache-producer.js";
 import { InflightLoadProducer } from "../plugins/producers/inflight-load-producer.js";
-import { makeEndpoint, makeRequest, result } from "../plugins/producers/testing.js";
+import { makeEndpoint, makeRequest, result } from "../plugins/testing.js";
 import { TokenProducer } from "../plugins/producers/token-producer.js";
 import { PrefixCacheScorer } from "../plugins/scorers/prefix-cache-scorer.js";
 import { Director, producerLevels } from "./director.js";

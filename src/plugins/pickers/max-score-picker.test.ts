@@ -1,36 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  emptyMetrics,
-  type Endpoint,
-  type InferenceRequest,
-  type ScoredEndpoint,
-} from "../../framework/types.js";
+import type { Endpoint, InferenceRequest, ScoredEndpoint } from "../../framework/types.js";
+import { emptyHandle as handle, makeEndpoint as ep, seededRng as seeded } from "../testing.js";
 import { MaxScorePicker, maxScorePickerFactory } from "./max-score-picker.js";
 
-const ep = (id: string): Endpoint => ({
-  metadata: {
-    id,
-    name: id,
-    namespace: "default",
-    address: "10.0.0.1",
-    port: 8000,
-    hostPort: "10.0.0.1:8000",
-    labels: {},
-  },
-  metrics: emptyMetrics(),
-  models: new Set(),
-  attributes: new Map(),
-});
 /** mulberry32: deterministic RNG for tests */
-const seeded = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
 const req = {} as InferenceRequest;
-const handle = { plugin: () => undefined, addPlugin: () => {}, allPlugins: () => [] };
 const scored = (scores: number[]): ScoredEndpoint[] =>
   scores.map((score, i) => ({ endpoint: ep(`e${i}`), score }));
 const ids = (eps: Endpoint[]) => eps.map((e) => e.metadata.id);

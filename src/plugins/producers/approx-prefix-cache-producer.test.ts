@@ -12,7 +12,7 @@ import {
   decodeApproxPrefixParams,
   INACTIVE_PURGE_MS,
 } from "./approx-prefix-cache-producer.js";
-import { makeEndpoint, makeRequest, result } from "./testing.js";
+import { makeEndpoint, makeRequest, result } from "../testing.js";
 
 const KEY = PREFIX_CACHE_MATCH_INFO + "approx-prefix-cache-producer";
 const info = (ep: ReturnType<typeof makeEndpoint>) => ep.attributes.get(KEY) as PrefixCacheMatchInfo;

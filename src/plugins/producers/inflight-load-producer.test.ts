@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { INFLIGHT_LOAD, PREFIX_CACHE_MATCH_INFO, TOKENIZED_PROMPT } from "../../framework/types.js";
 import { InflightLoadProducer, inflightLoadProducerFactory } from "./inflight-load-producer.js";
-import { makeEndpoint, makeRequest, result } from "./testing.js";
+import { makeEndpoint, makeRequest, result } from "../testing.js";
 
 const handle = { plugin: () => undefined, addPlugin() {}, allPlugins: () => [] };
 const withTokens = (n: number, body: Record<string, unknown> = {}) => {

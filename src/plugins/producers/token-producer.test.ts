@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { xxh64 } from "@node-rs/xxhash";
 import { TOKENIZED_PROMPT, type TokenizedPrompt } from "../../framework/types.js";
 import { estimateTokens, MULTIMODAL_PLACEHOLDER_TOKENS, packBytes } from "../../kvcache/estimate-tokens.js";
-import { makeRequest } from "./testing.js";
+import { makeRequest } from "../testing.js";
 import { parseRenderAnswer, TokenProducer, tokenProducerFactory } from "./token-producer.js";
 
 const handle = { plugin: () => undefined, addPlugin() {}, allPlugins: () => [] };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { INFLIGHT_LOAD } from "../../framework/types.js";
-import { makeEndpoint, makeRequest } from "../producers/testing.js";
+import { makeEndpoint, makeRequest } from "../testing.js";
 import {
   ActiveRequestScorer,
   activeRequestScore,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Plugin } from "../../framework/plugin.js";
 import { PREFIX_CACHE_MATCH_INFO } from "../../framework/types.js";
-import { makeEndpoint, makeRequest } from "../producers/testing.js";
+import { makeEndpoint, makeRequest } from "../testing.js";
 import { makePrefixCacheScorerFactory, PrefixCacheScorer, prefixCacheScore } from "./prefix-cache-scorer.js";
 
 test("score formula table", () => {

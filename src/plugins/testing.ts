@@ -1,5 +1,5 @@
 /**
- * Test helpers of the producer family: endpoints, requests and scheduling results built
+ * Test helpers of the plugin families: endpoints, requests and scheduling results built
  * directly (no registry or loader needed). Not used by production code.
  */
 import {
@@ -8,7 +8,7 @@ import {
   emptyMetrics,
   type InferenceRequest,
   type SchedulingResult,
-} from "../../framework/types.js";
+} from "../framework/types.js";
 
 /** An endpoint `id` at 10.0.0.x:8000 with the given metrics. */
 export function makeEndpoint(id: string, metrics: Partial<EndpointMetrics> = {}): Endpoint {
@@ -59,3 +59,16 @@ export function result(primary: string, picks: Record<string, Endpoint[]>): Sche
   }
   return { profileResults, primaryProfileName: primary };
 }
+
+/** A deterministic RNG in [0,1) (mulberry32), for pickers' tie-breaks. */
+export function seededRng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A plugin handle that knows no plugins. */
+export const emptyHandle = { plugin: () => undefined, addPlugin: () => {}, allPlugins: () => [] };
