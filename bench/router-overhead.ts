@@ -3,8 +3,14 @@
  * zero-latency sim server directly, measured in the same run, at concurrency 32.
  * Target (issue: foundation): ≤ 1 ms added at p50.
  *
+ * Also prints the CPU time (user + system, from /proc/<pid>/stat) the router process spent per
+ * request over the measured router rounds, and the sim server's per request over the measured
+ * direct rounds: on a shared machine these are robust to other load, where latency is not.
+ *
  *   node --import tsx bench/router-overhead.ts [--requests 4000] [--concurrency 32]
  */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Pool } from "undici";
 import { freePort, killAll, llmd, percentile, waitReady } from "./lib.js";
 
@@ -15,6 +21,28 @@ const arg = (name: string, def: number) => {
 const REQUESTS = arg("requests", 4000);
 const CONCURRENCY = arg("concurrency", 32);
 const MODEL = "llmd/sim-8b";
+
+/** Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`, usually 100). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (utime + stime) of a process so far, µs; NaN where /proc is unavailable. */
+function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) / CLK_TCK) * 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 async function load(base: string): Promise<number[]> {
   const pool = new Pool(base, { connections: CONCURRENCY });
@@ -75,10 +103,17 @@ try {
   const rounds = 3;
   const d: number[] = [];
   const r: number[] = [];
+  let serverCpu = 0; // µs of the sim server over the direct rounds
+  let routerCpu = 0; // µs of the router over the router rounds
   for (let i = 0; i < rounds; i++) {
+    let c0 = cpuMicros(server.pid);
     d.push(...(await load(direct)));
+    serverCpu += cpuMicros(server.pid) - c0;
+    c0 = cpuMicros(router.pid);
     r.push(...(await load(routed)));
+    routerCpu += cpuMicros(router.pid) - c0;
   }
+  const n = rounds * REQUESTS;
   const dp50 = percentile(d, 50);
   const rp50 = percentile(r, 50);
   const added = rp50 - dp50;
@@ -89,6 +124,9 @@ try {
   console.log(`  router  p50 ${rp50.toFixed(3)} ms  p99 ${percentile(r, 99).toFixed(3)} ms`);
   console.log(
     `  added p50 ${added.toFixed(3)} ms  (target ≤ 1 ms: ${added <= 1 ? "met" : "NOT met"}, ratio to target ${(added / 1).toFixed(2)})`,
+  );
+  console.log(
+    `  CPU per request (/proc utime+stime, ${(1e6 / CLK_TCK).toFixed(0)} µs ticks): router ${(routerCpu / n).toFixed(1)} µs (router rounds), sim server ${(serverCpu / n).toFixed(1)} µs (direct rounds)`,
   );
 } finally {
   await killAll([server, router]);
