@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { hashesToBigInts } from "../events/types.js";
 import {
+  chainKeysInto,
+  chainKeysIntoJs,
   encodeCanonicalCbor,
   fnv64a,
   initHash,
@@ -74,6 +76,53 @@ describe("request keys", () => {
     for (let i = 0; i < 4; i++) {
       p = requestKey(p, toks.slice(i * 16, i * 16 + 16));
       assert.equal(fast[i], p);
+    }
+  });
+  it("the WebAssembly and JS paths agree with the generic encoder on every CBOR head size", () => {
+    let x = 0x9e3779b9;
+    const rnd = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return x >>> 0;
+    };
+    // token values around every head boundary (1, 2, 3, 5 bytes), and random ones
+    const edges = [0, 1, 23, 24, 255, 256, 65535, 65536, 0xffffffff];
+    const parents = [
+      0n,
+      5n,
+      23n,
+      24n,
+      200n,
+      255n,
+      256n,
+      65535n,
+      65536n,
+      0xffffffffn,
+      2n ** 32n,
+      2n ** 64n - 1n,
+    ];
+    for (const bs of [1, 3, 23, 24, 255, 256, 300]) {
+      for (const parent of parents) {
+        const n = bs > 100 ? 2 : 5;
+        // n full blocks and a trailing partial one (dropped)
+        const toks = Array.from({ length: n * bs + bs - 1 }, (_, i) =>
+          i % 3 === 0 ? edges[rnd() % edges.length]! : rnd() >>> (rnd() % 32),
+        );
+        const ph = Number(parent >> 32n);
+        const pl = Number(parent & 0xffffffffn);
+        const a = new Uint32Array(2 * n + 2);
+        const b = new Uint32Array(2 * n + 2);
+        assert.equal(chainKeysInto(ph, pl, toks, toks.length, bs, a, 1), n);
+        assert.equal(chainKeysIntoJs(ph, pl, toks, toks.length, bs, b, 1), n);
+        assert.deepEqual(a, b);
+        let p = parent;
+        const got = hashesToBigInts(a.subarray(2));
+        for (let i = 0; i < n; i++) {
+          p = requestKey(p, toks.slice(i * bs, i * bs + bs));
+          assert.equal(got[i], p, `bs ${bs} parent ${parent} block ${i}`);
+        }
+      }
     }
   });
 });

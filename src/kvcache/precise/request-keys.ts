@@ -11,10 +11,12 @@
  * string is major type 3; map keys are sorted length-first then bytewise (RFC 7049 canonical, as
  * fxamacker `SortCanonical`).
  *
- * The hot path (`extra = nil`) streams the CBOR bytes straight into FNV-64a held as two uint32
- * halves: no buffer, no BigInt. Keys are returned as interleaved uint32 pairs
- * (`[hi0, lo0, hi1, lo1, …]`), like the event hash lists.
+ * The hot path (`extra = nil`, {@link chainKeysInto}) feeds the CBOR bytes straight into FNV-64a
+ * in WebAssembly (`chain-wasm.ts`); without WebAssembly it encodes each block into a scratch
+ * buffer and hashes it in JS on two uint32 halves. No BigInt, no allocation. Keys are returned
+ * as interleaved uint32 pairs (`[hi0, lo0, hi1, lo1, …]`), like the event hash lists.
  */
+import { chainWasmBytes } from "./chain-wasm.js";
 
 /** FNV-64a offset basis 0xcbf29ce484222325 as two halves. */
 const OFFSET_HI = 0xcbf29ce4;
@@ -130,37 +132,9 @@ export function modelRootKey(modelName: string, hashSeed = ""): bigint {
   return requestKey(initHash(hashSeed), null, modelName);
 }
 
-/**
- * FNV-64a as a 108-byte WebAssembly function (native i64 multiply: about 8× the JS loop).
- * `fnv(len)` hashes memory bytes [16, 16 + len) and stores the result (little-endian i64) at
- * address 0. Hand-assembled from:
- *
- *     (module (memory (export "mem") 1)
- *       (func (export "fnv") (param $len i32) (local $h i64) (local $i i32)
- *         (local.set $h (i64.const 0xcbf29ce484222325))
- *         (block (loop
- *           (br_if 1 (i32.ge_u (local.get $i) (local.get $len)))
- *           (local.set $h (i64.mul (i64.xor (local.get $h) (i64.load8_u offset=16 (local.get $i)))
- *                                  (i64.const 0x100000001b3)))
- *           (local.set $i (i32.add (local.get $i) (i32.const 1)))
- *           (br 0)))
- *         (i64.store (i32.const 0) (local.get $h))))
- */
-// biome-ignore format: bytes
-const FNV_WASM = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x01, 0x7f, 0x00, 0x03,
-  0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x0d, 0x02, 0x03, 0x6d, 0x65, 0x6d, 0x02,
-  0x00, 0x03, 0x66, 0x6e, 0x76, 0x00, 0x00, 0x0a, 0x43, 0x01, 0x41, 0x02, 0x01, 0x7e, 0x01, 0x7f,
-  0x42, 0xa5, 0xc6, 0x88, 0xa1, 0xc8, 0x9c, 0xa7, 0xf9, 0x4b, 0x21, 0x01, 0x02, 0x40, 0x03, 0x40,
-  0x20, 0x02, 0x20, 0x00, 0x4f, 0x0d, 0x01, 0x20, 0x01, 0x20, 0x02, 0x31, 0x00, 0x10, 0x85, 0x42,
-  0xb3, 0x83, 0x80, 0x80, 0x80, 0x20, 0x7e, 0x21, 0x01, 0x20, 0x02, 0x41, 0x01, 0x6a, 0x21, 0x02,
-  0x0c, 0x00, 0x0b, 0x0b, 0x41, 0x00, 0x20, 0x01, 0x37, 0x03, 0x00, 0x0b,
-]);
-/** Offset of the input bytes in the WebAssembly memory. */
-const WASM_IN = 16;
-
-interface WasmFnv {
-  fnv: (len: number) => void;
+/** `chain` and `mem` of the module built by {@link chainWasmBytes}. */
+interface WasmChain {
+  chain: (tok: number, n: number, bs: number, out: number, ph: number, pl: number) => void;
   mem: { buffer: ArrayBuffer; grow(pages: number): number };
 }
 
@@ -170,33 +144,35 @@ interface WasmApi {
   Instance: new (module: object) => { exports: unknown };
 }
 
-function loadWasm(): WasmFnv | null {
+function loadWasm(): WasmChain | null {
   try {
     const W = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-    const inst = new W.Instance(new W.Module(FNV_WASM));
-    return inst.exports as WasmFnv;
+    const inst = new W.Instance(new W.Module(chainWasmBytes()));
+    return inst.exports as WasmChain;
   } catch {
     return null; // no WebAssembly: the JS loop below is used
   }
 }
 
 const wasm = loadWasm();
-/** Scratch buffer of one block's CBOR bytes: the WebAssembly input area, or a JS buffer. */
-let blockBuf = wasm ? new Uint8Array(wasm.mem.buffer, WASM_IN) : new Uint8Array(1024);
-let wasmOut = wasm ? new Int32Array(wasm.mem.buffer, 0, 2) : new Int32Array(2);
-let blockView = new DataView(blockBuf.buffer, blockBuf.byteOffset);
+/** The WebAssembly memory as uint32 words (keys at word 0, tokens after them). */
+let wasmWords = wasm ? new Uint32Array(wasm.mem.buffer) : new Uint32Array(0);
+
+/** Makes the WebAssembly memory hold at least `bytes` bytes. */
+function ensureWasmMem(w: WasmChain, bytes: number): void {
+  if (wasmWords.byteLength >= bytes) return;
+  w.mem.grow(Math.ceil((bytes - w.mem.buffer.byteLength) / 65536));
+  wasmWords = new Uint32Array(w.mem.buffer);
+}
+
+/** Scratch buffer of one block's CBOR bytes (JS path). */
+let blockBuf = new Uint8Array(1024);
+let blockView = new DataView(blockBuf.buffer);
 
 function ensureBlockBuf(need: number): void {
   if (blockBuf.length >= need) return;
-  if (wasm) {
-    wasm.mem.grow(Math.ceil((need + WASM_IN - wasm.mem.buffer.byteLength) / 65536));
-    blockBuf = new Uint8Array(wasm.mem.buffer, WASM_IN);
-    wasmOut = new Int32Array(wasm.mem.buffer, 0, 2);
-    blockView = new DataView(blockBuf.buffer, blockBuf.byteOffset);
-  } else {
-    blockBuf = new Uint8Array(need * 2);
-    blockView = new DataView(blockBuf.buffer);
-  }
+  blockBuf = new Uint8Array(need * 2);
+  blockView = new DataView(blockBuf.buffer);
 }
 
 /** Writes a CBOR head of major type `major` with argument `n` (0 ≤ n < 2^32) at `p`; returns the new offset. */
@@ -223,9 +199,10 @@ function putHead(buf: Uint8Array, p: number, major: number, n: number): number {
 /**
  * Chained request keys of the full `blockSize` chunks of `tokens[0 .. length)`, starting from
  * `parent` (a root key or the key of the block before), with `extra = nil` for every block.
- * Fast path: the CBOR bytes of a block go to a reused scratch buffer (the WebAssembly input
- * area) and FNV-64a runs over it in WebAssembly (JS fallback with uint32 halves); no allocation
- * besides `out`.
+ * Fast path: the tokens are copied into WebAssembly memory and one call encodes and hashes every
+ * block (CBOR bytes fed straight into FNV-64a); without WebAssembly, the CBOR bytes of a block go
+ * to a reused scratch buffer and FNV-64a runs in JS on uint32 halves. No allocation besides
+ * `out`.
  *
  * @param parentHi high 32 bits of the parent key
  * @param parentLo low 32 bits of the parent key
@@ -245,10 +222,36 @@ export function chainKeysInto(
 ): number {
   if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
   const n = Math.floor(length / blockSize);
+  if (n === 0) return 0;
+  if (wasm === null) return chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset);
+  const nt = n * blockSize;
+  // words: keys [0, 2n), tokens [2n, 2n + nt)
+  ensureWasmMem(wasm, 4 * (2 * n + nt));
+  const mem = wasmWords;
+  const t0 = 2 * n;
+  if (nt > 64 && tokens instanceof Uint32Array)
+    mem.set(nt === tokens.length ? tokens : tokens.subarray(0, nt), t0);
+  else for (let i = 0; i < nt; i++) mem[t0 + i] = tokens[i]!;
+  wasm.chain(4 * t0, n, blockSize, 0, parentHi >>> 0, parentLo >>> 0);
+  const o = 2 * outOffset;
+  if (n > 32) out.set(mem.subarray(0, 2 * n), o);
+  else for (let i = 0; i < 2 * n; i++) out[o + i] = mem[i]!;
+  return n;
+}
+
+/** {@link chainKeysInto} without WebAssembly, for `n ≥ 1` blocks. */
+function chainKeysJs(
+  parentHi: number,
+  parentLo: number,
+  tokens: ArrayLike<number>,
+  n: number,
+  blockSize: number,
+  out: Uint32Array,
+  outOffset: number,
+): number {
   ensureBlockBuf(16 + 5 * blockSize);
   const buf = blockBuf;
   const dv = blockView;
-  const out32 = wasmOut;
   let ph = parentHi >>> 0;
   let pl = parentLo >>> 0;
   let t = 0;
@@ -286,24 +289,16 @@ export function chainKeysInto(
       } else buf[p++] = v;
     }
     buf[p++] = 0xf6;
-    let hi: number;
-    let lo: number;
-    if (wasm) {
-      wasm.fnv(p);
-      lo = out32[0]!;
-      hi = out32[1]!;
-    } else {
-      // FNV-64a: h ^= b; h *= 2^40 + 435 (mod 2^64), h = hi·2^32 + lo
-      hi = OFFSET_HI | 0;
-      lo = OFFSET_LO | 0;
-      for (let i = 0; i < p; i++) {
-        // lo·435 split in 16-bit halves so that every step stays in small-integer arithmetic
-        lo ^= buf[i]!;
-        const x = (lo & 0xffff) * PRIME_LOW;
-        const y = (lo >>> 16) * PRIME_LOW + (x >>> 16);
-        hi = (Math.imul(hi, PRIME_LOW) + (y >>> 16) + (lo << 8)) | 0;
-        lo = (y << 16) | (x & 0xffff);
-      }
+    // FNV-64a: h ^= b; h *= 2^40 + 435 (mod 2^64), h = hi·2^32 + lo
+    let hi = OFFSET_HI | 0;
+    let lo = OFFSET_LO | 0;
+    for (let i = 0; i < p; i++) {
+      // lo·435 split in 16-bit halves so that every step stays in small-integer arithmetic
+      lo ^= buf[i]!;
+      const x = (lo & 0xffff) * PRIME_LOW;
+      const y = (lo >>> 16) * PRIME_LOW + (x >>> 16);
+      hi = (Math.imul(hi, PRIME_LOW) + (y >>> 16) + (lo << 8)) | 0;
+      lo = (y << 16) | (x & 0xffff);
     }
     ph = hi >>> 0;
     pl = lo >>> 0;
@@ -311,6 +306,24 @@ export function chainKeysInto(
     out[2 * (outOffset + k) + 1] = pl;
   }
   return n;
+}
+
+/** Whether {@link chainKeysInto} runs in WebAssembly (tests). */
+export const chainInWasm = wasm !== null;
+
+/** {@link chainKeysInto} forced onto the JS path (tests: both paths must agree). */
+export function chainKeysIntoJs(
+  parentHi: number,
+  parentLo: number,
+  tokens: ArrayLike<number>,
+  length: number,
+  blockSize: number,
+  out: Uint32Array,
+  outOffset = 0,
+): number {
+  if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
+  const n = Math.floor(length / blockSize);
+  return n === 0 ? 0 : chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset);
 }
 
 /**
