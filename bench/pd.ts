@@ -6,12 +6,24 @@
  * decisions and transfers the bench read from /metrics. Target (issue "P/D disaggregation end to
  * end"): ITL p99 at least 2× lower with P/D. Prints figures only; asserts nothing.
  *
- *   node --import tsx bench/pd.ts [--rate 4] [--requests 96] [--time-scale 2] [--json FILE]
- *     [--server-args "--max-num-batched-tokens 256"] [--pd-config FILE] [--output-tokens 32] [--long-prompt-tokens 4096]
+ *   node --import tsx bench/pd.ts [--rate 5] [--requests 300] [--time-scale 2] [--json FILE]
+ *     [--server-args "--max-num-batched-tokens 256 --prefill-overhead 5ms"] [--pd-config FILE]
+ *     [--output-tokens 256] [--long-prompt-tokens 4096]
  *
- * `--pd-config` (default `config/pd.yaml`, `nonCachedTokens: 256`: short prompts stay on the
- * decode servers) can be llm-d's own `pd-epp-config.yaml` (`nonCachedTokens: 16`: every prompt
- * is prefilled on the prefill server, so decode servers run decode steps only).
+ * Defaults (the scenario of the issue's figure): 300 requests at Poisson 5 req/s, short requests
+ * with 256 output tokens (the ongoing decodes), every server with 256-token prefill chunks and a
+ * 5 ms per-step prefill overhead, and llm-d's own `pd-epp-config.yaml` for the P/D stack
+ * (`nonCachedTokens: 16`: every prompt is prefilled on the prefill server, so decode servers run
+ * decode steps only; read from `../shared/fixtures/epp-configs/`, falling back to
+ * `config/pd.yaml` when that file is absent). `--pd-config config/pd.yaml` (`nonCachedTokens:
+ * 256`) keeps short prompts on the decode servers instead.
+ *
+ * Why 5 ms: the sim charges its prefill overhead once per engine step that carries prefill work;
+ * inference-sim's "8B on H100" 30 ms is a per-request TTFT overhead, and as a per-step GPU cost
+ * it would make every 64-token prefill a 3.9× stall (61.6 vs 15.6 ms) of the decodes sharing its step on both
+ * stacks. 5 ms is the same for both stacks, so the comparison stays like for like.
+ * Why 5 req/s: the stalled fraction of ITL samples must pass 1 % for p99 to see it (see below),
+ * and the one prefill server stays below saturation (4096-token prompt ≈ 1.1 s simulated).
  *
  * Why the chunk size matters for ITL p99: a long prefill stalls the decodes sharing its steps,
  * so the fraction of ITL samples that are stalled ≈ (long prompts per server per second) ×
@@ -19,13 +31,13 @@
  * stays under 1 % at any load one prefill server can sustain, so p99 cannot see it (the stalls
  * show in p99.9 and the maximum); with 256-token chunks (16 per prompt) it passes 1 %.
  *
- * Servers: the sim's default latency profile (prefill 30 ms/step + 0.25 ms/token, ITL 12 ms,
- * Llama-3.1-8B KV geometry, link rdma-100g), `--kv-cache-size 4096` blocks so that several
+ * Servers: the sim's default latency profile (prefill 0.25 ms/token, ITL 12 ms,
+ * Llama-3.1-8B KV geometry, link rdma-100g) with the server args above, `--kv-cache-size 4096` blocks so that several
  * 4096-token prompts fit. Latencies are wall-clock as the client sees them: with `--time-scale`
  * s they are the simulated ones ÷ s (ratios are unaffected).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type BenchReport, runBench } from "../src/bench/index.js";
@@ -36,16 +48,19 @@ const flag = (name: string, def: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1]! : def;
 };
-const RATE = Number(flag("rate", "4"));
-const REQUESTS = Number(flag("requests", "96"));
+const RATE = Number(flag("rate", "5"));
+const REQUESTS = Number(flag("requests", "300"));
 const TIME_SCALE = flag("time-scale", "2");
 const JSON_OUT = flag("json", "");
 /** extra `llmd serve` flags for every server of both stacks, e.g. "--max-num-batched-tokens 256" */
-const SERVER_ARGS = flag("server-args", "").split(" ").filter(Boolean);
-/** EndpointPickerConfig of the P/D stack (default: llmd up's config/pd.yaml) */
-const PD_CONFIG = flag("pd-config", "");
+const SERVER_ARGS = flag("server-args", "--max-num-batched-tokens 256 --prefill-overhead 5ms")
+  .split(" ")
+  .filter(Boolean);
+/** EndpointPickerConfig of the P/D stack (default: llm-d's pd-epp-config.yaml, else config/pd.yaml) */
+const LLMD_PD_CONFIG = join(ROOT, "../shared/fixtures/epp-configs/pd-epp-config.yaml");
+const PD_CONFIG = flag("pd-config", existsSync(LLMD_PD_CONFIG) ? LLMD_PD_CONFIG : "");
 /** completion tokens of the short requests (the ongoing decodes) */
-const OUTPUT_TOKENS = Number(flag("output-tokens", "32"));
+const OUTPUT_TOKENS = Number(flag("output-tokens", "256"));
 /** prompt length of the long requests, tokens */
 const LONG_TOKENS = Number(flag("long-prompt-tokens", "4096"));
 const CLI = join(ROOT, "src/cli/main.ts");

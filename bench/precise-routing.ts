@@ -6,11 +6,15 @@
  * working set is sized to several times one server's KV cache so that servers evict and the
  * approximate index goes stale: default 4 servers × 512 blocks × 16 tokens (8192 tokens each),
  * 16 groups × 2048-token system prompts = 32768 tokens = 4 × one server's cache.
+ * 32 prompts per group (512 requests): the first prompt of each group is a compulsory miss
+ * whatever the routing, and with llm-d's 8 prompts per group those are 12.5 % of the requests,
+ * so TTFT p90 is a full prefill under any router and cannot tell two routers apart; with 32 they
+ * are 3.1 % and p90 measures the misses the routing causes.
  * Prints fleet prefix-cache hit rate, oracle hit rate and TTFT p50/p90 of both, and the ratios
  * precise/approximate (target: precise better on both). No assertions.
  *
  *   node --import tsx bench/precise-routing.ts [--rate 6] [--replicas 4] [--groups 16]
- *     [--prompts-per-group 8] [--system-prompt-tokens 2048] [--question-tokens 64]
+ *     [--prompts-per-group 32] [--system-prompt-tokens 2048] [--question-tokens 64]
  *     [--output-tokens 16] [--kv-cache-size 512] [--extra "more llmd bench flags"]
  */
 import { benchAgainstStack } from "./lib.js";
@@ -23,7 +27,7 @@ const flag = (name: string, def: string) => {
 const RATE = flag("rate", "6");
 const REPLICAS = flag("replicas", "4");
 const GROUPS = flag("groups", "16");
-const PPG = flag("prompts-per-group", "8");
+const PPG = flag("prompts-per-group", "32");
 const SYS = flag("system-prompt-tokens", "2048");
 const Q = flag("question-tokens", "64");
 const OUT = flag("output-tokens", "16");
@@ -74,7 +78,8 @@ const working = Number(GROUPS) * Number(SYS);
 console.log(
   `shared-prefix: ${GROUPS} groups × ${PPG} prompts, system prompt ${SYS} + question ${Q} tokens, output ${OUT}; ` +
     `${REPLICAS} servers × ${KV_BLOCKS} blocks × 16 tokens = ${perServer} tokens each; ` +
-    `working set ${working} tokens = ${(working / perServer).toFixed(1)} × one server's cache; rate ${RATE}/s`,
+    `working set ${working} tokens = ${(working / perServer).toFixed(1)} × one server's cache; rate ${RATE}/s; ` +
+    `compulsory (first-of-group) requests ${((100 * Number(GROUPS)) / (Number(GROUPS) * Number(PPG))).toFixed(1)} %`,
 );
 console.log("== precise (llmd up --routing precise) ==");
 const pre = await runStack("precise");
