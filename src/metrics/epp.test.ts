@@ -116,8 +116,20 @@ test("dual emission: canonical and deprecated series carry the same value", asyn
     ),
     1,
   );
-  assert.equal(sample(t, 'llm_d_epp_request_duration_seconds_bucket{model_name="m",target_model_name="t",fairness_id="f",priority="2",le="0.4"}'), 1);
-  assert.equal(sample(t, 'llm_d_epp_request_duration_seconds_bucket{model_name="m",target_model_name="t",fairness_id="f",priority="2",le="0.2"}'), 0);
+  assert.equal(
+    sample(
+      t,
+      'llm_d_epp_request_duration_seconds_bucket{model_name="m",target_model_name="t",fairness_id="f",priority="2",le="0.4"}',
+    ),
+    1,
+  );
+  assert.equal(
+    sample(
+      t,
+      'llm_d_epp_request_duration_seconds_bucket{model_name="m",target_model_name="t",fairness_id="f",priority="2",le="0.2"}',
+    ),
+    0,
+  );
   assert.equal(sample(t, 'inference_objective_request_duration_seconds_count{model_name="m"'), 1);
   assert.equal(sample(t, 'llm_d_epp_scheduler_e2e_duration_seconds_bucket{le="0.0005"}'), 1);
   assert.equal(sample(t, 'inference_extension_scheduler_e2e_duration_seconds_bucket{le="0.0002"}'), 0);

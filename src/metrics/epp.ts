@@ -9,7 +9,8 @@
  *
  * Source: llm-d-router `docs/metrics.md`, `pkg/epp/metrics/metrics.go` (reference/epp.md §7).
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
+import { FastCounter, FastGauge } from "./fast-counter.js";
 import { FastHistogram } from "./fast-histogram.js";
 import * as N from "./epp-names.js";
 
@@ -186,8 +187,38 @@ function childCache<C>(make: (labels: Labels) => C): (key: string, labels: () =>
   };
 }
 
-const reqKey = (l: RequestLabels): string =>
-  `${l.modelName}\u0000${l.targetModelName}\u0000${l.fairnessId}\u0000${l.priority}`;
+/**
+ * Series key of a request label set. A request's labels object is used for a dozen
+ * observations, so its key is built (and hashed by the maps) once per object: a labels object
+ * must not change once used (the pipeline builds one per request and never mutates it).
+ */
+const reqKeys = new WeakMap<RequestLabels, string>();
+const reqKey = (l: RequestLabels): string => {
+  let k = reqKeys.get(l);
+  if (k === undefined) {
+    k = `${l.modelName}\u0000${l.targetModelName}\u0000${l.fairnessId}\u0000${l.priority}`;
+    reqKeys.set(l, k);
+  }
+  return k;
+};
+
+/** {@link childCache} keyed by request labels: `make` gets the capped label values. */
+function requestChildCache<C>(
+  make: (labels: Labels) => C,
+  reqLabels: (l: RequestLabels) => Labels,
+): (l: RequestLabels) => C {
+  let map = new Map<string, C>();
+  return (l) => {
+    const key = reqKey(l);
+    let c = map.get(key);
+    if (c === undefined) {
+      if (map.size >= CHILD_CACHE_LIMIT) map = new Map();
+      c = make(reqLabels(l));
+      map.set(key, c);
+    }
+    return c;
+  };
+}
 
 /**
  * Creates every EPP metric on `registry` (a fresh `Registry` when omitted).
@@ -211,12 +242,15 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     [N.LABEL_PRIORITY]: full[N.LABEL_PRIORITY],
   });
 
-  const counter = (name: string, help: string, labelNames: string[]) =>
-    new Counter({ name, help, labelNames, registers: regs });
   const gauge = (name: string, help: string, labelNames: string[]) =>
     new Gauge({ name, help, labelNames, registers: regs });
   const hist = (name: string, help: string, labelNames: string[], buckets: number[]) =>
     new FastHistogram(name, help, buckets, labelNames, regs);
+  // hot-path counters and gauges (every request): series looked up once per label set
+  const fastCounter = (name: string, help: string, labelNames: string[]) =>
+    new FastCounter(name, help, labelNames, regs);
+  const fastGauge = (name: string, help: string, labelNames: string[]) =>
+    new FastGauge(name, help, labelNames, regs);
 
   const reqHist = (
     name: string,
@@ -228,10 +262,13 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     const old = dep
       ? hist(dep, `${help} (deprecated, use ${name})`, REQ_LABELS_DEPRECATED, buckets)
       : undefined;
-    const children = childCache((full) => ({ cur: cur.labels(full), old: old?.labels(depLabels(full)) }));
+    const children = requestChildCache(
+      (full) => ({ cur: cur.labels(full), old: old?.labels(depLabels(full)) }),
+      reqLabels,
+    );
     return {
       observe(l, v) {
-        const c = children(reqKey(l), () => reqLabels(l));
+        const c = children(l);
         c.cur.observe(v);
         c.old?.observe(v);
       },
@@ -249,34 +286,46 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
   };
 
   // request_total / errors
-  const reqTotal = counter(N.REQUEST_TOTAL, "Requests received by the EPP.", REQ_LABELS);
-  const reqTotalDep = counter(
+  const reqTotal = fastCounter(N.REQUEST_TOTAL, "Requests received by the EPP.", REQ_LABELS);
+  const reqTotalDep = fastCounter(
     N.REQUEST_TOTAL_DEPRECATED,
     "Deprecated twin of llm_d_epp_request_total.",
     REQ_LABELS_DEPRECATED,
   );
-  const reqTotalChildren = childCache((full) => ({
-    cur: reqTotal.labels(full),
-    old: reqTotalDep.labels(depLabels(full)),
-  }));
-  const errTotal = counter(N.REQUEST_ERROR_TOTAL, "Requests that failed, by error code.", [
+  const reqTotalChildren = requestChildCache(
+    (full) => ({
+      cur: reqTotal.labels(full),
+      old: reqTotalDep.labels(depLabels(full)),
+    }),
+    reqLabels,
+  );
+  const errTotal = fastCounter(N.REQUEST_ERROR_TOTAL, "Requests that failed, by error code.", [
     ...REQ_LABELS,
     N.LABEL_ERROR_CODE,
   ]);
-  const errTotalDep = counter(
+  const errTotalDep = fastCounter(
     N.REQUEST_ERROR_TOTAL_DEPRECATED,
     "Deprecated twin of llm_d_epp_request_error_total.",
     [...REQ_LABELS_DEPRECATED, N.LABEL_ERROR_CODE],
   );
-  const running = gauge(N.REQUEST_RUNNING, "Requests in flight.", REQ_LABELS);
-  const runningDep = gauge(N.REQUEST_RUNNING_DEPRECATED, "Deprecated twin of llm_d_epp_request_running.", [
-    N.LABEL_MODEL_NAME,
-  ]);
-
-  const runningChildren = childCache((full) => ({
-    cur: running.labels(full),
-    old: runningDep.labels({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME] }),
+  const errChildren = childCache((full) => ({
+    cur: errTotal.labels(full),
+    old: errTotalDep.labels({ ...depLabels(full), [N.LABEL_ERROR_CODE]: full[N.LABEL_ERROR_CODE]! }),
   }));
+  const running = fastGauge(N.REQUEST_RUNNING, "Requests in flight.", REQ_LABELS);
+  const runningDep = fastGauge(
+    N.REQUEST_RUNNING_DEPRECATED,
+    "Deprecated twin of llm_d_epp_request_running.",
+    [N.LABEL_MODEL_NAME],
+  );
+
+  const runningChildren = requestChildCache(
+    (full) => ({
+      cur: running.labels(full),
+      old: runningDep.labels({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME]! }),
+    }),
+    reqLabels,
+  );
 
   // scheduler / plugins
   const schedE2e = hist(
@@ -291,18 +340,23 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     [],
     SCHEDULER_BUCKETS,
   );
-  const attempts = counter(N.SCHEDULER_ATTEMPTS_TOTAL, "Scheduling attempts by status.", [
+  // label order as written: status, target_model_name, namespace, port, endpoint/pod name
+  const attempts = fastCounter(N.SCHEDULER_ATTEMPTS_TOTAL, "Scheduling attempts by status.", [
     N.LABEL_STATUS,
     N.LABEL_TARGET_MODEL_NAME,
-    N.LABEL_ENDPOINT_NAME,
     N.LABEL_NAMESPACE,
     N.LABEL_PORT,
+    N.LABEL_ENDPOINT_NAME,
   ]);
-  const attemptsDep = counter(
+  const attemptsDep = fastCounter(
     N.SCHEDULER_ATTEMPTS_TOTAL_DEPRECATED,
     "Deprecated twin of llm_d_epp_scheduler_attempts_total.",
-    [N.LABEL_STATUS, N.LABEL_TARGET_MODEL_NAME, N.LABEL_POD_NAME, N.LABEL_NAMESPACE, N.LABEL_PORT],
+    [N.LABEL_STATUS, N.LABEL_TARGET_MODEL_NAME, N.LABEL_NAMESPACE, N.LABEL_PORT, N.LABEL_POD_NAME],
   );
+  const attemptChildren = childCache((l) => ({
+    cur: attempts.labels(l),
+    old: attemptsDep.labels({ ...l, [N.LABEL_POD_NAME]: l[N.LABEL_ENDPOINT_NAME]! }),
+  }));
   const pluginDur = hist(
     N.PLUGIN_DURATION_SECONDS,
     "Plugin latency in seconds.",
@@ -316,6 +370,31 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     SCHEDULER_BUCKETS,
   );
   const pluginChildren = childCache((l) => ({ cur: pluginDur.labels(l), old: pluginDurDep.labels(l) }));
+  // extension point → plugin type → plugin name → series: no key string built per observation
+  const pluginSeries = new Map<string, Map<string, Map<string, ReturnType<typeof pluginChildren>>>>();
+  const pluginSeriesOf = (ep: string, type: string, name: string) => {
+    let byType = pluginSeries.get(ep);
+    if (byType === undefined) {
+      byType = new Map();
+      pluginSeries.set(ep, byType);
+    }
+    let byName = byType.get(type);
+    if (byName === undefined) {
+      byName = new Map();
+      byType.set(type, byName);
+    }
+    let c = byName.get(name);
+    if (c === undefined) {
+      c = pluginChildren(`${ep}\u0000${type}\u0000${name}`, () => ({
+        [N.LABEL_EXTENSION_POINT]: ep,
+        [N.LABEL_PLUGIN_TYPE]: type,
+        [N.LABEL_PLUGIN_NAME]: name,
+      }));
+      // bounded like the child cache: plugins are configured, so this stays small
+      if (byName.size < CHILD_CACHE_LIMIT) byName.set(name, c);
+    }
+    return c;
+  };
   const reqProc = hist(
     N.REQUEST_PROCESSING_DURATION_SECONDS,
     "EPP processing time on the request path in seconds.",
@@ -379,19 +458,21 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
 
   // disaggregation
   const DISAGG = [N.LABEL_PLUGIN_NAME, N.LABEL_PLUGIN_TYPE, N.LABEL_MODEL_NAME, N.LABEL_DECISION_TYPE];
-  const disagg = counter(N.DISAGG_DECISION_TOTAL, "Disaggregation decisions.", DISAGG);
-  const disaggDep = counter(
+  const disagg = fastCounter(N.DISAGG_DECISION_TOTAL, "Disaggregation decisions.", DISAGG);
+  const disaggDep = fastCounter(
     N.DISAGG_DECISION_TOTAL_DEPRECATED,
     "Deprecated twin of llm_d_epp_disagg_decision_total.",
     DISAGG,
   );
   const PD = [N.LABEL_MODEL_NAME, N.LABEL_DECISION_TYPE];
-  const pd = counter(N.PD_DECISION_TOTAL, "P/D decisions.", PD);
-  const pdDep = counter(
+  const pd = fastCounter(N.PD_DECISION_TOTAL, "P/D decisions.", PD);
+  const pdDep = fastCounter(
     N.PD_DECISION_TOTAL_DEPRECATED,
     "Deprecated twin of llm_d_epp_pd_decision_total.",
     PD,
   );
+  const disaggChildren = childCache((l) => ({ cur: disagg.labels(l), old: disaggDep.labels(l) }));
+  const pdChildren = childCache((l) => ({ cur: pd.labels(l), old: pdDep.labels(l) }));
 
   // info
   const INFO = [N.LABEL_COMMIT, N.LABEL_BUILD_REF];
@@ -403,16 +484,19 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     metricsText: () => registry.metrics(),
     requestTotal: {
       inc(l, n = 1) {
-        const c = reqTotalChildren(reqKey(l), () => reqLabels(l));
+        const c = reqTotalChildren(l);
         c.cur.inc(n ?? 1);
         c.old.inc(n ?? 1);
       },
     },
     requestErrorTotal: {
       inc(l, code) {
-        const full = reqLabels(l);
-        errTotal.inc({ ...full, [N.LABEL_ERROR_CODE]: code });
-        errTotalDep.inc({ ...depLabels(full), [N.LABEL_ERROR_CODE]: code });
+        const c = errChildren(`${reqKey(l)}\u0000${code}`, () => ({
+          ...reqLabels(l),
+          [N.LABEL_ERROR_CODE]: code,
+        }));
+        c.cur.inc();
+        c.old.inc();
       },
     },
     requestDuration: reqHist(
@@ -483,12 +567,12 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     ),
     requestRunning: {
       inc(l) {
-        const c = runningChildren(reqKey(l), () => reqLabels(l));
+        const c = runningChildren(l);
         c.cur.inc();
         c.old.inc();
       },
       dec(l) {
-        const c = runningChildren(reqKey(l), () => reqLabels(l));
+        const c = runningChildren(l);
         c.cur.dec();
         c.old.dec();
       },
@@ -521,23 +605,23 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     },
     schedulerAttemptsTotal: {
       inc(status, t) {
-        const base = {
+        const key = t
+          ? `${status}\u0000${t.targetModelName}\u0000${t.namespace}\u0000${t.port}\u0000${t.endpointName}`
+          : status;
+        const c = attemptChildren(key, () => ({
           [N.LABEL_STATUS]: status,
           [N.LABEL_TARGET_MODEL_NAME]: t ? targets.map(t.targetModelName) : "",
           [N.LABEL_NAMESPACE]: t?.namespace ?? "",
           [N.LABEL_PORT]: t ? String(t.port) : "",
-        };
-        attempts.inc({ ...base, [N.LABEL_ENDPOINT_NAME]: t?.endpointName ?? "" });
-        attemptsDep.inc({ ...base, [N.LABEL_POD_NAME]: t?.endpointName ?? "" });
+          [N.LABEL_ENDPOINT_NAME]: t?.endpointName ?? "",
+        }));
+        c.cur.inc();
+        c.old.inc();
       },
     },
     pluginDuration: {
       observe(ep, type, name, s) {
-        const c = pluginChildren(`${ep}\u0000${type}\u0000${name}`, () => ({
-          [N.LABEL_EXTENSION_POINT]: ep,
-          [N.LABEL_PLUGIN_TYPE]: type,
-          [N.LABEL_PLUGIN_NAME]: name,
-        }));
+        const c = pluginSeriesOf(ep, type, name);
         c.cur.observe(s);
         c.old.observe(s);
       },
@@ -573,21 +657,25 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     },
     disaggDecisionTotal: {
       inc(d) {
-        const l = {
+        const key = `${d.pluginName}\u0000${d.pluginType}\u0000${d.modelName}\u0000${d.decisionType}`;
+        const c = disaggChildren(key, () => ({
           [N.LABEL_PLUGIN_NAME]: d.pluginName,
           [N.LABEL_PLUGIN_TYPE]: d.pluginType,
           [N.LABEL_MODEL_NAME]: models.map(d.modelName),
           [N.LABEL_DECISION_TYPE]: d.decisionType,
-        };
-        disagg.inc(l);
-        disaggDep.inc(l);
+        }));
+        c.cur.inc();
+        c.old.inc();
       },
     },
     pdDecisionTotal: {
       inc(model, type) {
-        const l = { [N.LABEL_MODEL_NAME]: models.map(model), [N.LABEL_DECISION_TYPE]: type };
-        pd.inc(l);
-        pdDep.inc(l);
+        const c = pdChildren(`${model}\u0000${type}`, () => ({
+          [N.LABEL_MODEL_NAME]: models.map(model),
+          [N.LABEL_DECISION_TYPE]: type,
+        }));
+        c.cur.inc();
+        c.old.inc();
       },
     },
     info: {
