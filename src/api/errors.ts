@@ -68,7 +68,12 @@ export class ApiError extends Error {
   constructor(
     status: number,
     message: string,
-    opts: { param?: string | null; code?: number | string; type?: string; headers?: Record<string, string> } = {},
+    opts: {
+      param?: string | null;
+      code?: number | string;
+      type?: string;
+      headers?: Record<string, string>;
+    } = {},
   ) {
     super(message);
     this.name = "ApiError";
@@ -92,7 +97,10 @@ export function badRequest(message: string, param: string | null = null): ApiErr
 
 /** 404 for an unknown model, with vLLM's message and OpenAI's `model_not_found` code. */
 export function modelNotFound(model: string): ApiError {
-  return new ApiError(404, `The model \`${model}\` does not exist.`, { param: "model", code: "model_not_found" });
+  return new ApiError(404, `The model \`${model}\` does not exist.`, {
+    param: "model",
+    code: "model_not_found",
+  });
 }
 
 /** 404 for an unknown path. */
@@ -107,7 +115,9 @@ export function methodNotAllowed(method: string, path: string): ApiError {
 
 /** 413 for a body over the limit (bytes). */
 export function bodyTooLarge(limitBytes: number): ApiError {
-  return new ApiError(413, `Request body exceeds the limit of ${limitBytes} bytes`, { code: "request_too_large" });
+  return new ApiError(413, `Request body exceeds the limit of ${limitBytes} bytes`, {
+    code: "request_too_large",
+  });
 }
 
 /** Converts anything thrown into an {@link ApiError} (unknown errors → 500). */
