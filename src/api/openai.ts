@@ -32,14 +32,20 @@ export interface KvTransferParams {
   [k: string]: unknown;
 }
 
-const stop = z.union([z.string(), z.array(z.string()).max(16)]).nullable().optional();
+const stop = z
+  .union([z.string(), z.array(z.string()).max(16)])
+  .nullable()
+  .optional();
 const nonNegInt = z.number().int().nonnegative();
 
 const common = {
   model: z.string({ error: "model must be a string" }).min(1, "model must not be empty"),
   stream: z.boolean().nullable().optional(),
   stream_options: z
-    .object({ include_usage: z.boolean().nullable().optional(), continuous_usage_stats: z.boolean().nullable().optional() })
+    .object({
+      include_usage: z.boolean().nullable().optional(),
+      continuous_usage_stats: z.boolean().nullable().optional(),
+    })
     .loose()
     .nullable()
     .optional(),
@@ -61,16 +67,21 @@ const common = {
 };
 
 const prompt = z.union(
-  [z.string(), z.array(z.string()).min(1), z.array(nonNegInt).min(1), z.array(z.array(nonNegInt).min(1)).min(1)],
+  [
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(nonNegInt).min(1),
+    z.array(z.array(nonNegInt).min(1)).min(1),
+  ],
   { error: "prompt must be a string, an array of strings, or token ids" },
 );
 
 /** `POST /v1/completions` body (the fields we read). */
-export const CompletionRequestSchema = z.object({ ...common, prompt, echo: z.boolean().nullable().optional() }).loose();
-
-const contentPart = z
-  .object({ type: z.string(), text: z.string().optional() })
+export const CompletionRequestSchema = z
+  .object({ ...common, prompt, echo: z.boolean().nullable().optional() })
   .loose();
+
+const contentPart = z.object({ type: z.string(), text: z.string().optional() }).loose();
 const message = z
   .object({
     role: z.string({ error: "messages[].role must be a string" }).min(1),
@@ -104,11 +115,12 @@ export type ParsedRequest =
  */
 export function parseJsonObject(raw: Buffer | string): Record<string, unknown> {
   const text = typeof raw === "string" ? raw : raw.toString("utf8");
-  if (text.trim() === "") throw badRequest("Request body is empty; expected a JSON object");
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
+    // a blank body never parses: tell it apart only then (no trimmed copy per request)
+    if (text.trim() === "") throw badRequest("Request body is empty; expected a JSON object");
     throw badRequest(`Invalid JSON in request body: ${(e as Error).message}`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -161,7 +173,8 @@ export function requestedMaxTokens(p: ParsedRequest): number | undefined {
  */
 export function messageText(m: ChatMessage): string {
   if (typeof m.content === "string") return m.content;
-  if (Array.isArray(m.content)) return m.content.map((p) => (typeof p.text === "string" ? p.text : "")).join("");
+  if (Array.isArray(m.content))
+    return m.content.map((p) => (typeof p.text === "string" ? p.text : "")).join("");
   return "";
 }
 

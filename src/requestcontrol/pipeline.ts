@@ -89,6 +89,11 @@ export interface PipelineRuntime {
     lookupObjective?: (name: string) => { priority?: number } | undefined,
   ): InferenceRequest;
   metrics: EppMetrics;
+  /**
+   * The admission step, if the host wants to know its mode: `legacy` admission never queues a
+   * request, so a host may skip building a client-disconnect signal for {@link prepareRequest}.
+   */
+  admission?: { readonly mode: string };
 }
 
 /**
@@ -391,7 +396,7 @@ export function trackResponse(runtime: PipelineRuntime, prep: PreparedRequest): 
   const labels = prep.labels;
   m.requestRunning.inc(labels);
   let streaming = false;
-  let tracker = new UsageTracker(false);
+  let tracker: UsageTracker | undefined; // created when the response headers say which kind
   let first = true;
   let lastNs = 0n;
   let bytes = 0;
@@ -428,12 +433,13 @@ export function trackResponse(runtime: PipelineRuntime, prep: PreparedRequest): 
         m.requestStreamingItl.observe(labels, Number(now - lastNs) / 1e9);
       }
       lastNs = now;
+      tracker ??= new UsageTracker(streaming);
       tracker.push(buf);
     },
     complete() {
       if (done) return info.usage;
       finish();
-      const usage = tracker.usage();
+      const usage = tracker?.usage();
       info.usage = usage;
       info.endOfStream = true;
       const seconds = Number(process.hrtime.bigint() - prep.startedNs) / 1e9;

@@ -75,7 +75,8 @@ export function cleanClientHeaders(h: IncomingHttpHeaders): {
 } {
   const headers: Record<string, string> = {};
   const stripped: string[] = [];
-  for (const [k, v] of Object.entries(h)) {
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined) continue;
     const name = k.toLowerCase();
     if (HOP_BY_HOP.has(name)) continue;
@@ -93,7 +94,8 @@ export function upstreamResponseHeaders(
   h: Record<string, string | string[] | undefined>,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) {
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;
     out[k] = v;
   }

@@ -83,11 +83,12 @@ async function router(store: EndpointStore, extra: Partial<Parameters<typeof sta
   return r;
 }
 
-const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+const post = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
   fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
+    signal,
   });
 
 describe("router", () => {
@@ -161,6 +162,57 @@ describe("router", () => {
     assert.match(text, /data: \{"choices"/);
     assert.match(text, /"error":\{"message":"upstream 127\.0\.0\.1:\d+ failed mid-stream/);
     assert.match(text, /data: \[DONE\]\n\n$/);
+  });
+
+  it("passes a large non-streamed answer through intact (backpressure) and a big refusal body is dropped", async () => {
+    const big = "x".repeat(6 * 1024 * 1024);
+    const refusing = await upstream((_q, _b, res) => {
+      res.writeHead(503, { "content-type": "text/plain" }).end("r".repeat(512 * 1024));
+    });
+    const u = await upstream((_q, _b, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ text: big }));
+    });
+    const { store, eps } = readyStore([refusing.port, u.port]);
+    eps[1]!.metrics.waitingQueueSize = 5; // the refusing endpoint is tried first
+    const r = await router(store, { outlier: false });
+    for (let i = 0; i < 2; i++) {
+      const res = await post(r.url, { model: "m", prompt: `big${i}` });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { text: string };
+      assert.equal(body.text.length, big.length);
+    }
+    assert.equal(refusing.seen.length, 2, "the refusing endpoint was tried first");
+  });
+
+  it("a client leaving mid-stream aborts the upstream and the request stops counting as running", async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => {
+      upstreamClosed = r;
+    });
+    const u = await upstream((_q, _b, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write('data: {"choices":[{"index":0,"text":"a"}]}\n\n');
+      const t = setInterval(() => res.write('data: {"choices":[{"index":0,"text":"b"}]}\n\n'), 10);
+      res.on("close", () => {
+        clearInterval(t);
+        upstreamClosed();
+      });
+    });
+    const { store } = readyStore([u.port]);
+    const runtime = createEppRuntime();
+    const r = await router(store, { runtime, outlier: false });
+    const ac = new AbortController();
+    const res = await post(r.url, { model: "m", prompt: "x", stream: true }, {}, ac.signal);
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    ac.abort();
+    await closed; // the router aborted its upstream request
+    const deadline = Date.now() + 2000;
+    while (r.inFlight() > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    assert.equal(r.inFlight(), 0);
+    const text = await runtime.metrics.metricsText();
+    assert.match(text, /^llm_d_epp_request_running\{[^}]*\} 0$/m);
   });
 
   it("requires a bearer key when keys are configured (401 in the OpenAI shape)", async () => {

@@ -9,6 +9,10 @@
  * while the pipeline's response tracking feeds the metrics and response hooks. With P/D the
  * router is the coordinator (`pd-coordinator.ts`, the sidecar's NIXL v2 flow).
  *
+ * The proxy is an undici `dispatch` handler ({@link Exchange}): each chunk is written to the
+ * client in the callback that delivers it, with no body stream or async iterator in between,
+ * so a small non-streamed answer (headers, body, end) leaves in a single write.
+ *
  * Fault tolerance: an upstream that fails before the first response byte (refused, reset,
  * 502/503/504; for a non-streamed answer also a failure between its headers and its first body
  * byte, since nothing has reached the client yet) is retried on the next candidate of the primary profile (the picker's targets,
@@ -22,13 +26,14 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { once } from "node:events";
 import {
   createServer as createHttpServer,
+  type IncomingHttpHeaders,
   type IncomingMessage,
   type Server,
   type ServerResponse,
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import { ApiError, methodNotAllowed, pathNotFound } from "../api/errors.js";
 import { INFERENCE_PATHS } from "../api/openai.js";
 import type { EndpointStore } from "../datalayer/store.js";
@@ -44,6 +49,7 @@ import {
   type PreparedRequest,
   prepareRequest,
   type RequestPolicies,
+  type ResponseTracking,
   SYSTEM_OWNED_HEADERS,
   trackResponse,
   updatePoolGauges,
@@ -152,6 +158,356 @@ export function fallbackOrder(prep: PreparedRequest): Endpoint[] {
   return out;
 }
 
+/** What an {@link Exchange} needs of its router. */
+interface ProxyContext {
+  poolFor(hostPort: string): Pool;
+  outliers: OutlierDetector | undefined;
+  maxAttempts: number;
+}
+
+// Phases of one upstream attempt.
+/** waiting for the response headers */
+const AWAIT_HEADERS = 0;
+/** non-streamed answer: headers in, waiting for the first body byte (still retryable) */
+const AWAIT_BODY = 1;
+/** committed: the response is going to the client */
+const PIPING = 2;
+/** a refusal (502/503/504) left behind for the next candidate: its body is read and dropped */
+const DISCARDED = 3;
+
+/** Bytes of a discarded refusal's body read before its connection is closed instead (undici's `dump()` limit). */
+const DISCARD_LIMIT_BYTES = 128 * 1024;
+
+const isEventStream = (h: IncomingHttpHeaders): boolean =>
+  String(h["content-type"] ?? "").includes("text/event-stream");
+
+/**
+ * One try of one upstream, as an undici dispatch handler. Callbacks reach the exchange only
+ * while this is its current attempt; a stale one (the client left, a refusal left behind)
+ * is ignored, or aborted when it starts late.
+ */
+class Attempt implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null;
+  phase = AWAIT_HEADERS;
+  status = 0;
+  headers: IncomingHttpHeaders | null = null;
+  private discarded = 0;
+  constructor(
+    readonly ex: Exchange,
+    readonly target: Endpoint,
+    /** position in the exchange's fallback order */
+    readonly index: number,
+  ) {}
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.ex.attempt !== this && this.phase !== DISCARDED)
+      controller.abort(new Error("request abandoned"));
+  }
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    if (this.ex.attempt !== this) return;
+    try {
+      this.ex.onStart(this, status, headers);
+    } catch (e) {
+      this.ex.crash(this, e);
+    }
+  }
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.ex.attempt !== this) {
+      if (this.phase === DISCARDED) {
+        this.discarded += chunk.length;
+        if (this.discarded > DISCARD_LIMIT_BYTES) c.abort(new Error("discarded body too large"));
+      }
+      return;
+    }
+    try {
+      this.ex.onData(this, chunk);
+    } catch (e) {
+      this.ex.crash(this, e);
+    }
+  }
+  onResponseEnd(): void {
+    if (this.ex.attempt !== this) return;
+    try {
+      this.ex.onEnd(this);
+    } catch (e) {
+      this.ex.crash(this, e);
+    }
+  }
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.ex.attempt !== this) return;
+    try {
+      this.ex.onError(this, err);
+    } catch (e) {
+      this.ex.crash(this, e);
+    }
+  }
+}
+
+/**
+ * The upstream side of one inference request: attempts in fallback order (see file header),
+ * then the response streamed to the client as undici hands it over — written in the same tick
+ * it arrives, so a small non-streamed answer leaves in one write (headers, body and end).
+ */
+class Exchange {
+  clientGone = false;
+  /** built on first use: most requests never need one (see {@link signal}) */
+  private abortController: AbortController | null = null;
+  /** the attempt whose callbacks count; null when none runs */
+  attempt: Attempt | null = null;
+  private prep!: PreparedRequest;
+  private tracking!: ResponseTracking;
+  private headers!: Record<string, string>;
+  private body!: Buffer | string;
+  private pd = false;
+  private order: Endpoint[] | null = null;
+  private lastErr = "";
+  private streaming = false;
+  private settled = false;
+  private resolve!: () => void;
+  private reject!: (e: unknown) => void;
+  private onDrain: (() => void) | null = null;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly res: ServerResponse,
+    private readonly path: string,
+  ) {}
+
+  /** Aborted when the client goes away (flow-control queueing, the P/D prefill leg). */
+  get signal(): AbortSignal {
+    if (this.abortController === null) {
+      this.abortController = new AbortController();
+      if (this.clientGone) this.abortController.abort();
+    }
+    return this.abortController.signal;
+  }
+
+  /**
+   * Proxies the prepared request; resolves once the response ended (completed, terminated or
+   * the client left), rejects with the error to answer when no upstream could serve it.
+   * @param pd P/D decode leg: the decode target is fixed (its prefill is bound to it)
+   */
+  run(
+    prep: PreparedRequest,
+    tracking: ResponseTracking,
+    headers: Record<string, string>,
+    body: Buffer | string,
+    pd: boolean,
+  ): Promise<void> {
+    this.prep = prep;
+    this.tracking = tracking;
+    this.headers = headers;
+    this.body = body;
+    this.pd = pd;
+    const done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    if (this.clientGone) {
+      tracking.terminate("client-disconnect");
+      this.settle();
+    } else {
+      this.dispatch(0, prep.targets[0]!);
+    }
+    return done;
+  }
+
+  /** The client closed before the response finished. */
+  clientClosed(): void {
+    if (this.clientGone) return;
+    this.clientGone = true;
+    this.abortController?.abort();
+    const a = this.attempt;
+    if (a === null) return;
+    if (a.controller !== null) {
+      // undici reports the abort through onResponseError, which ends the exchange
+      a.controller.abort(new Error("client disconnected"));
+    } else {
+      // still queued for a connection: it is aborted when it starts
+      this.attempt = null;
+      this.tracking.terminate("client-disconnect");
+      this.settle();
+    }
+  }
+
+  /** Fallback order (targets, then the other candidates by score), computed once a retry needs it. */
+  private fallback(): Endpoint[] {
+    this.order ??= this.pd
+      ? this.prep.targets.slice(0, 1)
+      : fallbackOrder(this.prep).slice(0, this.ctx.maxAttempts);
+    return this.order;
+  }
+
+  private dispatch(index: number, target: Endpoint): void {
+    const a = new Attempt(this, target, index);
+    this.attempt = a;
+    this.ctx
+      .poolFor(target.metadata.hostPort)
+      .dispatch({ method: "POST", path: this.path, headers: this.headers, body: this.body }, a);
+  }
+
+  /** The next candidate after `a`, or the 502 when none is left. */
+  private next(a: Attempt): void {
+    const order = this.fallback();
+    const i = a.index + 1;
+    if (i < order.length) this.dispatch(i, order[i]!);
+    else this.fail();
+  }
+
+  onStart(a: Attempt, status: number, headers: IncomingHttpHeaders): void {
+    if (status < 200) return; // informational
+    if (RETRYABLE_STATUS.has(status)) {
+      this.ctx.outliers?.failure(a.target, `HTTP ${status}`);
+      const order = this.fallback();
+      const meta = {
+        requestId: this.prep.request.requestId,
+        endpoint: a.target.metadata.id,
+        status,
+        attempt: a.index + 1,
+        of: order.length,
+      };
+      if (a.index < order.length - 1) {
+        this.lastErr = `HTTP ${status}`;
+        a.phase = DISCARDED;
+        log.warn(meta, "upstream refused before the first byte; trying the next candidate");
+        this.next(a);
+        return;
+      }
+      log.warn(meta, "upstream refused before the first byte on the last candidate; passing its answer on");
+    }
+    a.status = status;
+    a.headers = headers;
+    if (isEventStream(headers)) this.commit(a, true);
+    // Non-streamed: nothing reaches the client before the first body byte, so an upstream that
+    // dies between its headers and its body is tried again like a refusal.
+    else a.phase = AWAIT_BODY;
+  }
+
+  onData(a: Attempt, chunk: Buffer): void {
+    if (a.phase === AWAIT_BODY) this.commit(a, false);
+    this.tracking.chunk(chunk);
+    if (!this.res.write(chunk)) {
+      a.controller?.pause();
+      this.onDrain ??= () => this.attempt?.controller?.resume();
+      this.res.once("drain", this.onDrain);
+    }
+  }
+
+  onEnd(a: Attempt): void {
+    if (a.phase === AWAIT_BODY) this.commit(a, false);
+    this.attempt = null;
+    this.res.end();
+    this.tracking.complete();
+    this.settle();
+  }
+
+  onError(a: Attempt, err: Error): void {
+    this.attempt = null;
+    if (this.clientGone) {
+      this.tracking.terminate("client-disconnect");
+      this.settle();
+      return;
+    }
+    const outliers = this.ctx.outliers;
+    const code = (err as { code?: string }).code ?? "";
+    if (a.phase === PIPING) {
+      // Failure after the response started: end the stream with a clear error event.
+      const served = a.target;
+      log.warn({ endpoint: served.metadata.id, err: err.message }, "upstream failed mid-response");
+      this.tracking.terminate("upstream-error");
+      outliers?.failure(served, `mid-response: ${err.message}`);
+      if (this.streaming) {
+        const ev = new ApiError(
+          502,
+          `upstream ${served.metadata.hostPort} failed mid-stream: ${err.message}`,
+          {
+            code: "upstream_failed_mid_stream",
+          },
+        );
+        this.res.end(`data: ${JSON.stringify(ev.toBody())}\n\ndata: [DONE]\n\n`);
+      } else {
+        this.res.destroy();
+      }
+      this.settle();
+      return;
+    }
+    const requestId = this.prep.request.requestId;
+    if (a.phase === AWAIT_BODY) {
+      this.lastErr = `before the first body byte: ${code || "error"}: ${err.message}`;
+      outliers?.failure(a.target, this.lastErr);
+      log.warn(
+        { requestId, endpoint: a.target.metadata.id, code, attempt: a.index + 1, of: this.fallback().length },
+        "upstream failed before its first body byte; trying the next candidate",
+      );
+      this.next(a);
+      return;
+    }
+    this.lastErr = `${code || "error"}: ${err.message}`;
+    outliers?.failure(a.target, this.lastErr);
+    if (!CONNECT_ERRORS.has(code)) {
+      this.fail();
+      return;
+    }
+    log.warn(
+      { requestId, endpoint: a.target.metadata.id, code, attempt: a.index + 1, of: this.fallback().length },
+      "upstream connect failed; trying the next candidate",
+    );
+    this.next(a);
+  }
+
+  /** A callback threw (e.g. a response header Node refuses): abort the upstream, answer with the error. */
+  crash(a: Attempt, err: unknown): void {
+    if (this.attempt === a) this.attempt = null;
+    try {
+      a.controller?.abort(err instanceof Error ? err : new Error(String(err)));
+    } catch {
+      // already finished
+    }
+    if (!this.settled) {
+      this.settled = true;
+      this.reject(err);
+    }
+  }
+
+  /** The response starts: headers to the client (SSE: at once; otherwise with the first body write). */
+  private commit(a: Attempt, streaming: boolean): void {
+    a.phase = PIPING;
+    this.streaming = streaming;
+    const served = a.target;
+    if (a.status < 500) this.ctx.outliers?.success(served);
+    this.tracking.received(a.status, served, streaming);
+    const out = upstreamResponseHeaders(a.headers!);
+    out[H.REQUEST_ID] = this.prep.request.requestId;
+    out[H.DESTINATION_ENDPOINT_SERVED] = served.metadata.hostPort;
+    this.res.writeHead(a.status, out);
+    if (streaming) this.res.flushHeaders();
+  }
+
+  private fail(): void {
+    this.tracking.terminate("upstream-error");
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(
+      new ApiError(
+        502,
+        `no upstream could serve the request (${this.fallback().length} tried; last: ${this.lastErr})`,
+        {
+          code: "upstream_unavailable",
+        },
+      ),
+    );
+  }
+
+  private settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolve();
+  }
+}
+
+const kExchange = Symbol("llmd.router.exchange");
+type RouterResponse = ServerResponse & { [kExchange]?: Exchange };
+
 /** Starts the router. Resolves once it is listening. */
 export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
   const pools = new Map<string, Pool>();
@@ -213,7 +569,12 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
   };
 
   /** Scheduling, with FailOpen when asked and the failure is not an admission verdict. */
-  async function prepare(path: string, raw: Buffer, headers: Record<string, string>, signal: AbortSignal) {
+  async function prepare(
+    path: string,
+    raw: Buffer,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ) {
     try {
       return await prepareRequest(opts.runtime, opts.store, {
         path,
@@ -237,30 +598,35 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     }
   }
 
+  // Request headers never forwarded upstream: system-owned ones, the P/D prefiller hint (the
+  // router runs the prefill itself), and the router's own API key when it checks one.
+  const notForwarded = new Set<string>([...SYSTEM_OWNED_HEADERS, H.PREFILLER_HOST_PORT]);
+  // The router's own API key authenticates the client to the router; it must not leak upstream.
+  if (keyDigests.length > 0) notForwarded.add("authorization");
+  const proxyContext: ProxyContext = { poolFor, outliers, maxAttempts };
+  // Scheduling waits on the client (flow-control queueing) unless the admission is legacy.
+  const schedulingSignal = opts.runtime.admission?.mode !== "legacy";
+
   async function handleInference(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const raw = await readBody(req, maxBody);
     const { headers } = cleanClientHeaders(req.headers);
-    const abort = new AbortController();
-    let clientGone = false;
-    res.on("close", () => {
-      if (!res.writableFinished) {
-        clientGone = true;
-        abort.abort();
-      }
-    });
-    const prep = await prepare(path, raw, headers, abort.signal);
+    const ex = new Exchange(proxyContext, res, path);
+    // the response's close listener (see `listener`) tells the exchange when the client leaves
+    (res as RouterResponse)[kExchange] = ex;
+    // legacy admission never waits on the client: no signal to build for it
+    const prep = await prepare(path, raw, headers, schedulingSignal ? ex.signal : undefined);
     const ireq = prep.request;
     const requestId = ireq.requestId;
     const tracking = trackResponse(opts.runtime, prep);
     try {
       let body: Buffer | string = prep.body;
-      const prefiller = ireq.headers[H.PREFILLER_HOST_PORT];
-      delete ireq.headers[H.PREFILLER_HOST_PORT];
-      const upstreamHeaders: Record<string, string> = { ...ireq.headers, "content-type": "application/json" };
+      const reqHeaders = ireq.headers;
+      const prefiller = reqHeaders[H.PREFILLER_HOST_PORT];
+      if (prefiller !== undefined) delete reqHeaders[H.PREFILLER_HOST_PORT];
       // input-control, destination and content-length headers are the router's, not the upstream's
-      for (const h of SYSTEM_OWNED_HEADERS) delete upstreamHeaders[h];
-      // The router's own API key authenticates the client to the router; it must not leak upstream.
-      if (keyDigests.length > 0) delete upstreamHeaders.authorization;
+      const upstreamHeaders: Record<string, string> = {};
+      for (const k in reqHeaders) if (!notForwarded.has(k)) upstreamHeaders[k] = reqHeaders[k]!;
+      upstreamHeaders["content-type"] = "application/json";
       if (prefiller) {
         // P/D: the router is the coordinator (the sidecar's NIXL v2 flow, reference/epp.md §4.3).
         const targetBody = JSON.parse(prep.body.toString("utf8")) as Record<string, unknown>;
@@ -271,7 +637,7 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
           headers: upstreamHeaders,
           maxRetries: opts.prefillMaxRetries ?? 1,
           retryBackoffMs: opts.prefillRetryBackoffMs ?? 200,
-          signal: abort.signal,
+          signal: ex.signal,
         });
         if (!pre.ok) {
           tracking.terminate("upstream-error");
@@ -288,150 +654,11 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
           body = JSON.stringify(decodeBody(targetBody, pre.kvTransferParams));
         }
       }
-
-      // Upstream attempts: the P/D decode target must not change (its prefill is bound to it).
-      const order = prefiller ? prep.targets.slice(0, 1) : fallbackOrder(prep).slice(0, maxAttempts);
-      let upstream: Awaited<ReturnType<Pool["request"]>> | undefined;
-      let served: Endpoint | undefined;
-      let lastErr = "";
-      // non-streamed answers: the body iterator, already advanced to its first chunk
-      let bodyIter: AsyncIterator<Buffer> | undefined;
-      let firstChunk: Buffer | undefined;
-      for (const [attempt, target] of order.entries()) {
-        try {
-          const r = await poolFor(target.metadata.hostPort).request({
-            method: "POST",
-            path,
-            headers: upstreamHeaders,
-            body,
-            signal: abort.signal,
-          });
-          if (RETRYABLE_STATUS.has(r.statusCode)) {
-            outliers?.failure(target, `HTTP ${r.statusCode}`);
-            if (target !== order.at(-1)) {
-              lastErr = `HTTP ${r.statusCode}`;
-              await r.body.dump().catch(() => {});
-              log.warn(
-                {
-                  requestId,
-                  endpoint: target.metadata.id,
-                  status: r.statusCode,
-                  attempt: attempt + 1,
-                  of: order.length,
-                },
-                "upstream refused before the first byte; trying the next candidate",
-              );
-              continue;
-            }
-            log.warn(
-              {
-                requestId,
-                endpoint: target.metadata.id,
-                status: r.statusCode,
-                attempt: attempt + 1,
-                of: order.length,
-              },
-              "upstream refused before the first byte on the last candidate; passing its answer on",
-            );
-          }
-          if (!String(r.headers["content-type"] ?? "").includes("text/event-stream")) {
-            // Non-streamed: nothing reaches the client before the first body byte, so an upstream
-            // that dies between its headers and its body is tried again like a refusal.
-            const it = r.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-            try {
-              const n = await it.next();
-              firstChunk = n.done ? undefined : n.value;
-              bodyIter = it;
-            } catch (e) {
-              if (clientGone) {
-                tracking.terminate("client-disconnect");
-                return;
-              }
-              const code = (e as { code?: string }).code ?? "";
-              lastErr = `before the first body byte: ${code || "error"}: ${(e as Error).message}`;
-              outliers?.failure(target, lastErr);
-              log.warn(
-                { requestId, endpoint: target.metadata.id, code, attempt: attempt + 1, of: order.length },
-                "upstream failed before its first body byte; trying the next candidate",
-              );
-              continue;
-            }
-          }
-          upstream = r;
-          served = target;
-          break;
-        } catch (e) {
-          if (clientGone) {
-            tracking.terminate("client-disconnect");
-            return;
-          }
-          const code = (e as { code?: string }).code ?? "";
-          lastErr = `${code || "error"}: ${(e as Error).message}`;
-          outliers?.failure(target, lastErr);
-          if (!CONNECT_ERRORS.has(code)) break;
-          log.warn(
-            { requestId, endpoint: target.metadata.id, code, attempt: attempt + 1, of: order.length },
-            "upstream connect failed; trying the next candidate",
-          );
-        }
-      }
-      if (!upstream || !served) {
-        tracking.terminate("upstream-error");
-        throw new ApiError(
-          502,
-          `no upstream could serve the request (${order.length} tried; last: ${lastErr})`,
-          {
-            code: "upstream_unavailable",
-          },
-        );
-      }
-      if (upstream.statusCode < 500) outliers?.success(served);
-      const streaming = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
-      tracking.received(upstream.statusCode, served, streaming);
-      const outHeaders = upstreamResponseHeaders(upstream.headers);
-      outHeaders[H.REQUEST_ID] = requestId;
-      outHeaders[H.DESTINATION_ENDPOINT_SERVED] = served.metadata.hostPort;
-      res.writeHead(upstream.statusCode, outHeaders);
-      // SSE: headers out now; otherwise they go with the first body write (one syscall).
-      if (streaming) res.flushHeaders();
-      try {
-        if (firstChunk) {
-          tracking.chunk(firstChunk);
-          if (!res.write(firstChunk)) await once(res, "drain");
-        }
-        const it = bodyIter;
-        const rest: AsyncIterable<Buffer> = it ? { [Symbol.asyncIterator]: () => it } : upstream.body;
-        for await (const chunk of rest) {
-          tracking.chunk(chunk);
-          if (!res.write(chunk)) await once(res, "drain");
-        }
-      } catch (e) {
-        if (clientGone) {
-          tracking.terminate("client-disconnect");
-          return;
-        }
-        // Failure after the response started: end the stream with a clear error event.
-        log.warn({ endpoint: served.metadata.id, err: (e as Error).message }, "upstream failed mid-response");
-        tracking.terminate("upstream-error");
-        outliers?.failure(served, `mid-response: ${(e as Error).message}`);
-        if (streaming) {
-          const ev = new ApiError(
-            502,
-            `upstream ${served.metadata.hostPort} failed mid-stream: ${(e as Error).message}`,
-            {
-              code: "upstream_failed_mid_stream",
-            },
-          );
-          res.end(`data: ${JSON.stringify(ev.toBody())}\n\ndata: [DONE]\n\n`);
-        } else {
-          res.destroy();
-        }
-        return;
-      }
-      res.end();
-      tracking.complete();
+      // Upstream attempts (the P/D decode target must not change: its prefill is bound to it),
+      // then the response streamed back unbuffered.
+      await ex.run(prep, tracking, upstreamHeaders, body, Boolean(prefiller));
     } finally {
-      if (!tracking.done) tracking.terminate(clientGone ? "client-disconnect" : "upstream-error");
+      if (!tracking.done) tracking.terminate(ex.clientGone ? "client-disconnect" : "upstream-error");
     }
   }
 
@@ -497,10 +724,17 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     }
   }
 
-  const listener = (req: IncomingMessage, res: ServerResponse) => {
-    inFlight++;
-    res.once("close", () => inFlight--);
-    route(req, res).catch((err) => {
+  /** Close of any response: one request fewer in flight; an inference request's client may have left. */
+  function onResponseClose(this: ServerResponse): void {
+    inFlight--;
+    const ex = (this as RouterResponse)[kExchange];
+    if (ex !== undefined && !this.writableFinished) ex.clientClosed();
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      await route(req, res);
+    } catch (err) {
       const r = errorToResponse(err, "openai");
       if (r.status >= 500 && r.code === "Internal")
         log.error({ err: (err as Error).message }, "request failed");
@@ -513,7 +747,13 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       // of an EPIPE from a socket closed under its writes.
       res.writeHead(r.status, r.headers);
       res.end(r.body);
-    });
+    }
+  }
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    inFlight++;
+    res.once("close", onResponseClose);
+    void serve(req, res);
   };
   const serverOpts = {
     keepAliveTimeout: 65_000,
