@@ -219,6 +219,28 @@ describe("KvBlockIndex", () => {
     assert.equal(match(idx2, toks(1), "z").blocks, 1);
   });
 
+  it("BlockRemoved finds a request key that was evicted and stored again under another engine key", () => {
+    const idx = new KvBlockIndex({ blockSize: 1, maxKeys: 2, maxEngineKeys: 100 });
+    const a = idx.endpointSlot("a");
+    idx.apply(a, M, stored([1n], Uint32Array.of(5), 1)); // key of [5]
+    idx.apply(a, M, stored([2n], Uint32Array.of(6), 1));
+    idx.apply(a, M, stored([3n], Uint32Array.of(7), 1)); // evicts the key of [5]
+    idx.apply(a, M, stored([4n], Uint32Array.of(5), 1)); // the key of [5] again (evicts [6])
+    assert.equal(match(idx, Uint32Array.of(5), "a").blocks, 1);
+    assert.equal(match(idx, Uint32Array.of(7), "a").blocks, 1);
+    // engine key 1 still maps to the key of [5]: removing it removes that entry, not another
+    idx.apply(a, M, {
+      type: "BlockRemoved",
+      blockHashes: hashesFromBigInts([1n]),
+      medium: "GPU",
+      groupIdx: null,
+    });
+    assert.equal(match(idx, Uint32Array.of(5), "a").blocks, 0);
+    assert.equal(match(idx, Uint32Array.of(7), "a").blocks, 1);
+    assert.equal(idx.stats().blocksRemoved, 1);
+    assert.equal(idx.stats().keys, 1);
+  });
+
   it("honours the hash seed on both sides", () => {
     const idx = new KvBlockIndex({ blockSize: 2, hashSeed: "42" });
     const a = idx.endpointSlot("a");

@@ -101,32 +101,40 @@ export interface IndexStats {
 }
 
 const NONE = -1;
+/** Words of a slab record before its payload: `[hi, lo, flags]`. */
+const HDR = 3;
+/** Words per request key in an engine record: `[hi, lo, request record]`. */
+const ERQ = 3;
 
 /**
- * Slot allocator with a 64-bit key per slot and CLOCK (second-chance) replacement, an
- * approximation of LRU that costs one write per touch: slot i is `[hi, lo, flags]` at 3i
- * (flags: 1 = used, 2 = referenced since the hand last passed).
+ * Records with a 64-bit key each and CLOCK (second-chance) replacement, an approximation of
+ * LRU that costs one write per touch. Record s occupies `stride` words at `s·stride`:
+ * `[hi, lo, flags, payload…]` (flags: 1 = used, 2 = referenced since the hand last passed), so
+ * the key, the CLOCK bit and the payload of a record share cache lines. A released record is
+ * reused first (LIFO), so the record of a new key is usually the one just evicted at the hand.
  */
 class ClockSlab {
   cap: number;
+  stride: number;
   d: Int32Array;
   private free: number[] = [];
   private used = 0;
   private hand = 0;
   count = 0;
 
-  constructor(initial: number) {
+  constructor(initial: number, stride: number) {
     this.cap = initial;
-    this.d = new Int32Array(3 * initial);
+    this.stride = stride;
+    this.d = new Int32Array(stride * initial);
   }
 
-  /** Allocates a referenced slot; returns -1 when the slab must grow first. */
+  /** Allocates a referenced record; returns -1 when the slab must grow first. */
   alloc(hi: number, lo: number): number {
     let s: number;
     if (this.free.length > 0) s = this.free.pop()!;
     else if (this.used < this.cap) s = this.used++;
     else return NONE;
-    const o = 3 * s;
+    const o = this.stride * s;
     this.d[o] = hi;
     this.d[o + 1] = lo;
     this.d[o + 2] = 3;
@@ -135,42 +143,69 @@ class ClockSlab {
   }
 
   release(s: number): void {
-    this.d[3 * s + 2] = 0;
+    this.d[this.stride * s + 2] = 0;
     this.free.push(s);
     this.count--;
   }
 
   touch(s: number): void {
-    this.d[3 * s + 2] = 3;
+    this.d[this.stride * s + 2] = 3;
   }
 
-  /** The slot to evict: the first used slot after the hand not referenced since the last pass. */
+  /** The record to evict: the first used one after the hand not referenced since the last pass. */
   victim(): number {
     const d = this.d;
     const n = this.used;
+    const w = this.stride;
     for (;;) {
       if (this.hand >= n) this.hand = 0;
-      const o = 3 * this.hand;
-      const f = d[o + 2]!;
+      const o = w * this.hand + 2;
+      const f = d[o]!;
       if (f === 1) return this.hand++;
-      if (f === 3) d[o + 2] = 1;
+      if (f === 3) d[o] = 1;
       this.hand++;
     }
   }
 
+  /**
+   * The record {@link victim} would most likely return, found without changing anything (a
+   * short scan for an unreferenced record); -1 when not found quickly. A hint only.
+   */
+  peekVictim(): number {
+    const d = this.d;
+    const n = this.used;
+    const w = this.stride;
+    let h = this.hand;
+    for (let k = 0; k < 4; k++, h++) {
+      if (h >= n) h = 0;
+      if (d[w * h + 2] === 1) return h;
+    }
+    return NONE;
+  }
+
   hi(s: number): number {
-    return this.d[3 * s]! >>> 0;
+    return this.d[this.stride * s]! >>> 0;
   }
 
   lo(s: number): number {
-    return this.d[3 * s + 1]! >>> 0;
+    return this.d[this.stride * s + 1]! >>> 0;
   }
 
   growTo(c: number): void {
-    const nd = new Int32Array(3 * c);
+    const nd = new Int32Array(this.stride * c);
     nd.set(this.d);
     this.d = nd;
     this.cap = c;
+  }
+
+  /** Widens every record to `stride` words (payload copied, the rest zero). */
+  restride(stride: number): void {
+    const old = this.d;
+    const w = this.stride;
+    const nd = new Int32Array(stride * this.cap);
+    for (let s = 0; s < this.used; s++) nd.set(old.subarray(w * s, w * s + w), stride * s);
+    this.d = nd;
+    this.stride = stride;
   }
 }
 
@@ -191,17 +226,19 @@ export class KvBlockIndex {
 
   // request keys → entries
   private readonly rmap = new U64Map(1024);
+  /** per request key: `[hi, lo, flags, count, (endpoint << 8 | tier, generation) × podCacheSize]` */
   private readonly rslab: ClockSlab;
-  /** per request-key slot: [count, (endpoint << 8 | tier, generation) × podCacheSize] */
-  private rdata: Int32Array;
-  /** words per slot of {@link rdata} */
-  private readonly rstride: number;
 
-  // engine keys → request keys (span of up to maxSpan)
+  // engine keys → request keys
   private readonly emap = new U64Map(1024);
+  /**
+   * per engine key: `[hi, lo, flags, span, (request hi, lo, request record) × espanCap]`; the
+   * request record index is a hint (checked against the key, which may have been evicted since)
+   * that spares `BlockRemoved` a hash lookup
+   */
   private readonly eslab: ClockSlab;
-  private espan: Uint8Array;
-  private ereq: Uint32Array;
+  /** request keys an engine record has room for (grows up to maxSpan on demand) */
+  private espanCap = 1;
 
   // endpoints
   private readonly slotById = new Map<string, number>();
@@ -227,6 +264,8 @@ export class KvBlockIndex {
   private blocks = new Int32Array(64);
   private last = new Int32Array(64);
   private curW = new Float64Array(64);
+  /** sink of the early reads in {@link applyStored} (keeps them from being optimized away) */
+  private sink = 0;
 
   private readonly st: IndexStats = {
     keys: 0,
@@ -252,14 +291,8 @@ export class KvBlockIndex {
       throw new RangeError("1 ≤ maxSpan ≤ 255, maxKeys ≥ 1 and maxEngineKeys ≥ 1 required");
     }
     this.tierWeights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
-    const c0 = Math.min(1024, this.maxKeys);
-    this.rslab = new ClockSlab(c0);
-    this.rstride = 1 + 2 * this.podCacheSize;
-    this.rdata = new Int32Array(c0 * this.rstride);
-    const e0 = Math.min(1024, this.maxEngineKeys);
-    this.eslab = new ClockSlab(e0);
-    this.espan = new Uint8Array(e0);
-    this.ereq = new Uint32Array(e0 * 2 * this.maxSpan);
+    this.rslab = new ClockSlab(Math.min(1024, this.maxKeys), HDR + 1 + 2 * this.podCacheSize);
+    this.eslab = new ClockSlab(Math.min(1024, this.maxEngineKeys), HDR + 1 + ERQ * this.espanCap);
   }
 
   // ------------------------------------------------------------ endpoints and tiers
@@ -360,12 +393,10 @@ export class KvBlockIndex {
     if (slab.count >= this.maxKeys) this.evictReq(slab.victim());
     let s = slab.alloc(hi, lo);
     if (s === NONE) {
-      const c = Math.min(slab.cap * 2, this.maxKeys);
-      slab.growTo(c);
-      this.rdata = grown(this.rdata, c * this.rstride);
+      slab.growTo(Math.min(slab.cap * 2, this.maxKeys));
       s = slab.alloc(hi, lo);
     }
-    this.rdata[s * this.rstride] = 0;
+    slab.d[slab.stride * s + HDR] = 0;
     this.rmap.set(hi, lo, s);
     return s;
   }
@@ -376,13 +407,14 @@ export class KvBlockIndex {
     this.st.keysEvicted++;
   }
 
-  private addEntry(hi: number, lo: number, ep: number, tier: number): void {
+  /** Adds (or refreshes) the entry (ep, tier) of request key (hi, lo); returns its record. */
+  private addEntry(hi: number, lo: number, ep: number, tier: number): number {
     let s = this.rmap.get(hi, lo);
     if (s === NONE) s = this.allocReq(hi, lo);
     else this.rslab.touch(s);
     const K = this.podCacheSize;
-    const d = this.rdata;
-    const base = s * this.rstride;
+    const d = this.rslab.d;
+    const base = this.rslab.stride * s + HDR;
     const gen = this.podGen[ep]! | 0;
     const pt = (ep << 8) | tier;
     let cnt = d[base]!;
@@ -390,7 +422,7 @@ export class KvBlockIndex {
       if (d[j] === pt) {
         d[j + 1] = gen;
         this.st.blocksStored++;
-        return;
+        return s;
       }
     }
     if (cnt === K) {
@@ -415,13 +447,28 @@ export class KvBlockIndex {
     d[o + 1] = gen;
     d[base] = cnt + 1;
     this.st.blocksStored++;
+    return s;
   }
 
-  private removeEntry(hi: number, lo: number, ep: number, tier: number): void {
-    const s = this.rmap.get(hi, lo);
+  /**
+   * The record of request key (hi, lo): `hint` when it still holds that key, else a lookup;
+   * -1 when the key is not indexed.
+   */
+  private reqRecord(hi: number, lo: number, hint: number): number {
+    const d = this.rslab.d;
+    const o = this.rslab.stride * hint;
+    // the key's hash-table line (needed by the delete that usually follows) is read alongside
+    // the hinted record: the two misses overlap
+    this.sink ^= this.rmap.probe(hi, lo);
+    if (d[o] === (hi | 0) && d[o + 1] === (lo | 0) && d[o + 2] !== 0) return hint;
+    return this.rmap.get(hi, lo);
+  }
+
+  private removeEntry(hi: number, lo: number, hint: number, ep: number, tier: number): void {
+    const s = this.reqRecord(hi, lo, hint);
     if (s === NONE) return;
-    const d = this.rdata;
-    const base = s * this.rstride;
+    const d = this.rslab.d;
+    const base = this.rslab.stride * s + HDR;
     const cnt = d[base]!;
     const pt = (ep << 8) | tier;
     const end = base + 1 + 2 * cnt;
@@ -442,7 +489,25 @@ export class KvBlockIndex {
 
   // ------------------------------------------------------------ engine keys
 
-  private mapEngine(hi: number, lo: number, keys: Uint32Array, from: number, span: number): void {
+  /** Widens engine records to hold `span` request keys. */
+  private growSpan(span: number): void {
+    this.espanCap = span;
+    this.eslab.restride(HDR + 1 + ERQ * span);
+  }
+
+  /**
+   * Maps engine key (hi, lo) to request keys `keys[from .. from + span)` and adds their entries
+   * (ep, tier).
+   */
+  private storeBlock(
+    hi: number,
+    lo: number,
+    keys: Uint32Array,
+    from: number,
+    span: number,
+    ep: number,
+    tier: number,
+  ): void {
     let s = this.emap.get(hi, lo);
     const slab = this.eslab;
     if (s === NONE) {
@@ -453,19 +518,44 @@ export class KvBlockIndex {
       }
       s = slab.alloc(hi, lo);
       if (s === NONE) {
-        const c = Math.min(slab.cap * 2, this.maxEngineKeys);
-        slab.growTo(c);
-        this.espan = grown(this.espan, c);
-        this.ereq = grown(this.ereq, c * 2 * this.maxSpan);
+        slab.growTo(Math.min(slab.cap * 2, this.maxEngineKeys));
         s = slab.alloc(hi, lo);
       }
       this.emap.set(hi, lo, s);
     } else {
       slab.touch(s);
     }
-    this.espan[s] = span;
-    const o = s * 2 * this.maxSpan;
-    for (let k = 0; k < 2 * span; k++) this.ereq[o + k] = keys[2 * from + k]!;
+    const o = slab.stride * s + HDR;
+    slab.d[o] = span;
+    for (let k = 0; k < span; k++) {
+      const rh = keys[2 * (from + k)]!;
+      const rl = keys[2 * (from + k) + 1]!;
+      const r = this.addEntry(rh, rl, ep, tier);
+      const d = slab.d;
+      d[o + 1 + ERQ * k] = rh;
+      d[o + 2 + ERQ * k] = rl;
+      d[o + 3 + ERQ * k] = r;
+    }
+  }
+
+  /**
+   * Reads, back to back, the hash-table lines that storing engine block `i` of an event will
+   * touch (its engine key, its request keys, and the keys the CLOCK hands will probably evict),
+   * so that their cache misses overlap instead of being taken one after the other.
+   */
+  private prefetchBlock(eh: number, el: number, keys: Uint32Array, from: number, span: number): void {
+    const es = this.eslab;
+    const rs = this.rslab;
+    const ev = es.count >= this.maxEngineKeys ? es.peekVictim() : NONE;
+    const rv = rs.count >= this.maxKeys ? rs.peekVictim() : NONE;
+    const kh = keys[2 * from]!;
+    const kl = keys[2 * from + 1]!;
+    let x =
+      this.emap.probe2(eh, el, ev === NONE ? eh : es.hi(ev), ev === NONE ? el : es.lo(ev)) ^
+      this.rmap.probe2(kh, kl, rv === NONE ? kh : rs.hi(rv), rv === NONE ? kl : rs.lo(rv));
+    for (let k = from + 1; k < from + span; k++)
+      x ^= this.rmap.probe2(keys[2 * k]!, keys[2 * k + 1]!, kh, kl);
+    this.sink ^= x;
   }
 
   // ------------------------------------------------------------ events
@@ -489,6 +579,7 @@ export class KvBlockIndex {
     if (nE === 0) return null;
     const tier = this.tierId(e.medium);
     const tokens = e.tokenIds;
+    const es = this.eslab;
     if (tokens.length === 0) {
       // tier-only store (e.g. CPU offload): resolve through known engine keys
       let miss = false;
@@ -498,9 +589,10 @@ export class KvBlockIndex {
           miss = true;
           continue;
         }
-        const o = s * 2 * this.maxSpan;
-        for (let k = 0; k < this.espan[s]!; k++)
-          this.addEntry(this.ereq[o + 2 * k]!, this.ereq[o + 2 * k + 1]!, ep, tier);
+        const d = es.d;
+        const o = es.stride * s + HDR;
+        for (let k = o + 1; k < o + 1 + ERQ * d[o]!; k += ERQ)
+          d[k + 2] = this.addEntry(d[k]!, d[k + 1]!, ep, tier);
       }
       return miss ? this.drop("unknown_engine_key") : null;
     }
@@ -520,17 +612,21 @@ export class KvBlockIndex {
     } else {
       const s = this.emap.get(parent.hi, parent.lo);
       if (s === NONE) return this.drop("unknown_parent");
-      const o = s * 2 * this.maxSpan + 2 * (this.espan[s]! - 1);
-      ph = this.ereq[o]!;
-      pl = this.ereq[o + 1]!;
+      const o = es.stride * s + HDR;
+      const last = o + 1 + ERQ * (es.d[o]! - 1);
+      ph = es.d[last]!;
+      pl = es.d[last + 1]!;
     }
+    if (span > this.espanCap) this.growSpan(span);
     const nR = nE * span;
     if (this.scratch.length < 2 * nR) this.scratch = new Uint32Array(2 * nR * 2);
     const keys = this.scratch;
     chainKeysInto(ph, pl, tokens, tokens.length, bs, keys);
     for (let i = 0; i < nE; i++) {
-      this.mapEngine(hashes[2 * i]!, hashes[2 * i + 1]!, keys, i * span, span);
-      for (let k = i * span; k < (i + 1) * span; k++) this.addEntry(keys[2 * k]!, keys[2 * k + 1]!, ep, tier);
+      const eh = hashes[2 * i]!;
+      const el = hashes[2 * i + 1]!;
+      this.prefetchBlock(eh, el, keys, i * span, span);
+      this.storeBlock(eh, el, keys, i * span, span, ep, tier);
     }
     return null;
   }
@@ -539,6 +635,7 @@ export class KvBlockIndex {
   applyRemoved(ep: number, e: BlockRemovedEvent): DropReason | null {
     const hashes = e.blockHashes;
     const tier = this.tierId(e.medium);
+    const es = this.eslab;
     let miss = false;
     for (let i = 0; i < hashes.length >>> 1; i++) {
       const s = this.emap.get(hashes[2 * i]!, hashes[2 * i + 1]!);
@@ -546,9 +643,10 @@ export class KvBlockIndex {
         miss = true;
         continue;
       }
-      const o = s * 2 * this.maxSpan;
-      for (let k = 0; k < this.espan[s]!; k++)
-        this.removeEntry(this.ereq[o + 2 * k]!, this.ereq[o + 2 * k + 1]!, ep, tier);
+      const d = es.d;
+      const o = es.stride * s + HDR;
+      for (let k = o + 1; k < o + 1 + ERQ * d[o]!; k += ERQ)
+        this.removeEntry(d[k]!, d[k + 1]!, d[k + 2]!, ep, tier);
     }
     return miss ? this.drop("unknown_engine_key") : null;
   }
@@ -572,12 +670,12 @@ export class KvBlockIndex {
     score.fill(0, 0, n);
     blocks.fill(0, 0, n);
     last.fill(-1, 0, n);
-    const d = this.rdata;
-    const stride = this.rstride;
+    const d = this.rslab.d;
+    const stride = this.rslab.stride;
     for (let i = 0; i < nKeys; i++) {
       const s = this.rmap.get(keys[2 * i]!, keys[2 * i + 1]!);
       if (s === NONE) break;
-      const base = s * stride;
+      const base = s * stride + HDR;
       const end = base + 1 + 2 * d[base]!;
       let any = false;
       for (let j = base + 1; j < end; j += 2) {
@@ -608,8 +706,8 @@ export class KvBlockIndex {
     const ep = this.slotById.get(endpointId);
     if (s === NONE || ep === undefined) return [];
     const out: string[] = [];
-    const d = this.rdata;
-    const base = s * this.rstride;
+    const d = this.rslab.d;
+    const base = s * this.rslab.stride + HDR;
     const names = [...this.tierIds.keys()];
     for (let j = base + 1; j < base + 1 + 2 * d[base]!; j += 2) {
       const e = d[j]!;

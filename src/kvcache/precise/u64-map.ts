@@ -52,6 +52,23 @@ export class U64Map {
     }
   }
 
+  /** {@link probe2} for one key. */
+  probe(hi: number, lo: number): number {
+    return this.d[3 * this.slot(hi, lo) + 2]!;
+  }
+
+  /**
+   * Reads the home slots of keys (h1, l1) and (h2, l2) and returns a meaningless value: a
+   * prefetch. The two reads are issued back to back (and with those of other maps, by the
+   * caller), so that their cache misses overlap and the {@link get}/{@link set}/{@link delete}
+   * calls that follow find the lines cached.
+   */
+  probe2(h1: number, l1: number, h2: number, l2: number): number {
+    const a = 3 * this.slot(h1, l1) + 2;
+    const b = 3 * this.slot(h2, l2) + 2;
+    return this.d[a]! ^ this.d[b]!;
+  }
+
   /** Sets key (hi, lo) to `v` (≥ 0). */
   set(hi: number, lo: number, v: number): void {
     if ((this.size + 1) * 2 > this.cap) this.grow();
