@@ -190,3 +190,45 @@ test("two metric sets on separate registries do not collide", async () => {
   a.requestTotal.inc(L);
   assert.equal(sample(await b.metricsText(), "llm_d_epp_request_total{"), undefined);
 });
+
+test("requestSeries writes the same series (and deprecated twins) as the labelled methods", async () => {
+  const a = createEppMetrics();
+  const b = createEppMetrics();
+  const s = a.requestSeries(L);
+  s.total.inc();
+  s.sizeBytes.observe(100);
+  s.responseSizeBytes.observe(200);
+  s.duration.observe(0.3);
+  s.inputTokens.observe(5);
+  s.outputTokens.observe(7);
+  s.cachedTokens.observe(2);
+  s.ntpot.observe(0.01);
+  s.ttft.observe(0.05);
+  s.streamingTtft.observe(0.05);
+  s.streamingItl.observe(0.002);
+  s.running.inc();
+  s.running.inc();
+  s.running.dec();
+  b.requestTotal.inc(L);
+  b.requestSizeBytes.observe(L, 100);
+  b.responseSizeBytes.observe(L, 200);
+  b.requestDuration.observe(L, 0.3);
+  b.requestInputTokens.observe(L, 5);
+  b.requestOutputTokens.observe(L, 7);
+  b.requestCachedTokens.observe(L, 2);
+  b.requestNtpot.observe(L, 0.01);
+  b.requestTtft.observe(L, 0.05);
+  b.requestStreamingTtft.observe(L, 0.05);
+  b.requestStreamingItl.observe(L, 0.002);
+  b.requestRunning.inc(L);
+  b.requestRunning.inc(L);
+  b.requestRunning.dec(L);
+  const ta = await a.metricsText();
+  assert.equal(ta, await b.metricsText());
+  assert.equal(
+    sample(ta, 'inference_objective_request_total{model_name="m",target_model_name="t",priority="2"}'),
+    1,
+  );
+  assert.equal(sample(ta, 'inference_objective_running_requests{model_name="m"}'), 1);
+  assert.equal(a.requestSeries({ ...L }), s, "one bundle per label set");
+});

@@ -11,7 +11,7 @@
  */
 import { Gauge, Registry } from "prom-client";
 import { FastCounter, FastGauge } from "./fast-counter.js";
-import { FastHistogram } from "./fast-histogram.js";
+import { FastHistogram, type FastSeries } from "./fast-histogram.js";
 import * as N from "./epp-names.js";
 
 /** Labels of the request/latency family. `priority` is the objective priority (integer). */
@@ -30,6 +30,31 @@ export interface RequestCounter {
 /** A histogram over request labels. */
 export interface RequestHistogram {
   observe(labels: RequestLabels, value: number): void;
+}
+
+/** One series (and its deprecated twin, when there is one) of a request label set. */
+export interface SeriesObserver {
+  observe(value: number): void;
+}
+
+/**
+ * Every request-labelled series of one label set, resolved once per request by the hot path
+ * (`src/requestcontrol/pipeline.ts`) instead of a label lookup per observation; each handle
+ * writes the canonical series and its deprecated twin like the labelled methods do.
+ */
+export interface RequestSeries {
+  total: { inc(): void };
+  sizeBytes: SeriesObserver;
+  responseSizeBytes: SeriesObserver;
+  duration: SeriesObserver;
+  inputTokens: SeriesObserver;
+  outputTokens: SeriesObserver;
+  cachedTokens: SeriesObserver;
+  ntpot: SeriesObserver;
+  ttft: SeriesObserver;
+  streamingTtft: SeriesObserver;
+  streamingItl: SeriesObserver;
+  running: { inc(): void; dec(): void };
 }
 
 /** A pool-level gauge, labelled with the pool name (`name`). */
@@ -51,6 +76,8 @@ export interface EppMetrics {
   /** Prometheus text exposition of {@link registry}. */
   metricsText(): Promise<string>;
 
+  /** the request series of `labels` (see {@link RequestSeries}) */
+  requestSeries(labels: RequestLabels): RequestSeries;
   requestTotal: RequestCounter;
   /** error_code: an EppErrorCode or `ModelServerError`… */
   requestErrorTotal: { inc(labels: RequestLabels, errorCode: string): void };
@@ -90,6 +117,8 @@ export interface EppMetrics {
   /** seconds for one plugin call at an extension point (`Filter`, `Scorer`, `DataProducer`…) */
   pluginDuration: {
     observe(extensionPoint: string, pluginType: string, pluginName: string, seconds: number): void;
+    /** the series of one plugin at one extension point, for callers that time it on every request */
+    series(extensionPoint: string, pluginType: string, pluginName: string): SeriesObserver;
   };
   /** seconds of EPP overhead on the request / response path */
   requestProcessingDuration: { observe(seconds: number): void };
@@ -187,20 +216,8 @@ function childCache<C>(make: (labels: Labels) => C): (key: string, labels: () =>
   };
 }
 
-/**
- * Series key of a request label set. A request's labels object is used for a dozen
- * observations, so its key is built (and hashed by the maps) once per object: a labels object
- * must not change once used (the pipeline builds one per request and never mutates it).
- */
-const reqKeys = new WeakMap<RequestLabels, string>();
-const reqKey = (l: RequestLabels): string => {
-  let k = reqKeys.get(l);
-  if (k === undefined) {
-    k = `${l.modelName}\u0000${l.targetModelName}\u0000${l.fairnessId}\u0000${l.priority}`;
-    reqKeys.set(l, k);
-  }
-  return k;
-};
+const reqKey = (l: RequestLabels): string =>
+  `${l.modelName}\u0000${l.targetModelName}\u0000${l.fairnessId}\u0000${l.priority}`;
 
 /** {@link childCache} keyed by request labels: `make` gets the capped label values. */
 function requestChildCache<C>(
@@ -257,20 +274,28 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     dep: string | undefined,
     help: string,
     buckets: number[],
-  ): RequestHistogram => {
+  ): RequestHistogram & { seriesOf(full: Labels): SeriesObserver } => {
     const cur = hist(name, help, REQ_LABELS, buckets);
     const old = dep
       ? hist(dep, `${help} (deprecated, use ${name})`, REQ_LABELS_DEPRECATED, buckets)
       : undefined;
-    const children = requestChildCache(
-      (full) => ({ cur: cur.labels(full), old: old?.labels(depLabels(full)) }),
-      reqLabels,
-    );
+    const seriesOf = (full: Labels): SeriesObserver => {
+      const c = cur.labels(full);
+      const o = old?.labels(depLabels(full));
+      return o
+        ? {
+            observe(v) {
+              c.observe(v);
+              o.observe(v);
+            },
+          }
+        : c;
+    };
+    const series = requestChildCache(seriesOf, reqLabels);
     return {
+      seriesOf,
       observe(l, v) {
-        const c = children(l);
-        c.cur.observe(v);
-        c.old?.observe(v);
+        series(l).observe(v);
       },
     };
   };
@@ -292,13 +317,11 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     "Deprecated twin of llm_d_epp_request_total.",
     REQ_LABELS_DEPRECATED,
   );
-  const reqTotalChildren = requestChildCache(
-    (full) => ({
-      cur: reqTotal.labels(full),
-      old: reqTotalDep.labels(depLabels(full)),
-    }),
-    reqLabels,
-  );
+  const reqTotalChildrenOf = (full: Labels) => ({
+    cur: reqTotal.labels(full),
+    old: reqTotalDep.labels(depLabels(full)),
+  });
+  const reqTotalChildren = requestChildCache(reqTotalChildrenOf, reqLabels);
   const errTotal = fastCounter(N.REQUEST_ERROR_TOTAL, "Requests that failed, by error code.", [
     ...REQ_LABELS,
     N.LABEL_ERROR_CODE,
@@ -319,13 +342,11 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     [N.LABEL_MODEL_NAME],
   );
 
-  const runningChildren = requestChildCache(
-    (full) => ({
-      cur: running.labels(full),
-      old: runningDep.labels({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME]! }),
-    }),
-    reqLabels,
-  );
+  const runningChildrenOf = (full: Labels) => ({
+    cur: running.labels(full),
+    old: runningDep.labels({ [N.LABEL_MODEL_NAME]: full[N.LABEL_MODEL_NAME]! }),
+  });
+  const runningChildren = requestChildCache(runningChildrenOf, reqLabels);
 
   // scheduler / plugins
   const schedE2e = hist(
@@ -456,6 +477,32 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     HIT_BYTES_BUCKETS,
   );
 
+  // plugin name → plugin type → hit series (observed on every request by prefix producers)
+  const indexerSeries = new Map<
+    string,
+    Map<string, { ratio: FastSeries; ratioDep: FastSeries; bytes: FastSeries; bytesDep: FastSeries }>
+  >();
+  const indexerSeriesOf = (name: string, type: string) => {
+    let byType = indexerSeries.get(name);
+    if (byType === undefined) {
+      byType = new Map();
+      indexerSeries.set(name, byType);
+    }
+    let c = byType.get(type);
+    if (c === undefined) {
+      const l = { [N.LABEL_PLUGIN_NAME]: name, [N.LABEL_PLUGIN_TYPE]: type };
+      c = {
+        ratio: hitRatio.labels(l),
+        ratioDep: hitRatioDep.labels(l),
+        bytes: hitBytes.labels(l),
+        bytesDep: hitBytesDep.labels(l),
+      };
+      // bounded like the child cache: plugins are configured, so this stays small
+      if (byType.size < CHILD_CACHE_LIMIT) byType.set(type, c);
+    }
+    return c;
+  };
+
   // disaggregation
   const DISAGG = [N.LABEL_PLUGIN_NAME, N.LABEL_PLUGIN_TYPE, N.LABEL_MODEL_NAME, N.LABEL_DECISION_TYPE];
   const disagg = fastCounter(N.DISAGG_DECISION_TOTAL, "Disaggregation decisions.", DISAGG);
@@ -479,8 +526,109 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
   const info = gauge(N.INFO, "EPP build information.", INFO);
   const infoDep = gauge(N.INFO_DEPRECATED, "Deprecated twin of llm_d_epp_info.", INFO);
 
+  const requestDuration = reqHist(
+    N.REQUEST_DURATION_SECONDS,
+    N.REQUEST_DURATION_SECONDS_DEPRECATED,
+    "Request end-to-end latency in seconds.",
+    DURATION_BUCKETS,
+  );
+  const requestSizeBytes = reqHist(
+    N.REQUEST_SIZE_BYTES,
+    N.REQUEST_SIZE_BYTES_DEPRECATED,
+    "Request size in bytes.",
+    SIZE_BUCKETS,
+  );
+  const requestInputTokens = reqHist(
+    N.REQUEST_INPUT_TOKENS,
+    N.REQUEST_INPUT_TOKENS_DEPRECATED,
+    "Input (prompt) tokens per request.",
+    TOKEN_BUCKETS,
+  );
+  const requestOutputTokens = reqHist(
+    N.REQUEST_OUTPUT_TOKENS,
+    N.REQUEST_OUTPUT_TOKENS_DEPRECATED,
+    "Output tokens per request.",
+    TOKEN_BUCKETS,
+  );
+  const requestCachedTokens = reqHist(
+    N.REQUEST_CACHED_TOKENS,
+    N.REQUEST_CACHED_TOKENS_DEPRECATED,
+    "Prompt tokens served from the prefix cache per request.",
+    TOKEN_BUCKETS,
+  );
+  const requestNtpot = reqHist(
+    N.REQUEST_NTPOT_SECONDS,
+    N.REQUEST_NTPOT_SECONDS_DEPRECATED,
+    "Normalized time per output token in seconds.",
+    NTPOT_BUCKETS,
+  );
+  const requestTtft = reqHist(
+    N.REQUEST_TTFT_SECONDS,
+    undefined,
+    "Time to first token in seconds.",
+    DURATION_BUCKETS,
+  );
+  const requestStreamingTtft = reqHist(
+    N.REQUEST_STREAMING_TTFT_SECONDS,
+    undefined,
+    "Time to first token of streaming requests in seconds.",
+    DURATION_BUCKETS,
+  );
+  const requestStreamingTpot = reqHist(
+    N.REQUEST_STREAMING_TPOT_SECONDS,
+    undefined,
+    "Time per output token of streaming requests in seconds.",
+    NTPOT_BUCKETS,
+  );
+  const requestStreamingItl = reqHist(
+    N.REQUEST_STREAMING_ITL_SECONDS,
+    undefined,
+    "Inter-token latency of streaming requests in seconds.",
+    NTPOT_BUCKETS,
+  );
+  const responseSizeBytes = reqHist(
+    N.RESPONSE_SIZE_BYTES,
+    N.RESPONSE_SIZE_BYTES_DEPRECATED,
+    "Response size in bytes.",
+    SIZE_BUCKETS,
+  );
+  // one bundle per label set: the per-request path resolves it once (RequestSeries)
+  const requestSeriesOf = requestChildCache((full): RequestSeries => {
+    const total = reqTotalChildrenOf(full);
+    const running = runningChildrenOf(full);
+    return {
+      total: {
+        inc() {
+          total.cur.inc();
+          total.old.inc();
+        },
+      },
+      sizeBytes: requestSizeBytes.seriesOf(full),
+      responseSizeBytes: responseSizeBytes.seriesOf(full),
+      duration: requestDuration.seriesOf(full),
+      inputTokens: requestInputTokens.seriesOf(full),
+      outputTokens: requestOutputTokens.seriesOf(full),
+      cachedTokens: requestCachedTokens.seriesOf(full),
+      ntpot: requestNtpot.seriesOf(full),
+      ttft: requestTtft.seriesOf(full),
+      streamingTtft: requestStreamingTtft.seriesOf(full),
+      streamingItl: requestStreamingItl.seriesOf(full),
+      running: {
+        inc() {
+          running.cur.inc();
+          running.old.inc();
+        },
+        dec() {
+          running.cur.dec();
+          running.old.dec();
+        },
+      },
+    };
+  }, reqLabels);
+
   const m: EppMetrics = {
     registry,
+    requestSeries: requestSeriesOf,
     metricsText: () => registry.metrics(),
     requestTotal: {
       inc(l, n = 1) {
@@ -499,72 +647,17 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
         c.old.inc();
       },
     },
-    requestDuration: reqHist(
-      N.REQUEST_DURATION_SECONDS,
-      N.REQUEST_DURATION_SECONDS_DEPRECATED,
-      "Request end-to-end latency in seconds.",
-      DURATION_BUCKETS,
-    ),
-    requestSizeBytes: reqHist(
-      N.REQUEST_SIZE_BYTES,
-      N.REQUEST_SIZE_BYTES_DEPRECATED,
-      "Request size in bytes.",
-      SIZE_BUCKETS,
-    ),
-    responseSizeBytes: reqHist(
-      N.RESPONSE_SIZE_BYTES,
-      N.RESPONSE_SIZE_BYTES_DEPRECATED,
-      "Response size in bytes.",
-      SIZE_BUCKETS,
-    ),
-    requestInputTokens: reqHist(
-      N.REQUEST_INPUT_TOKENS,
-      N.REQUEST_INPUT_TOKENS_DEPRECATED,
-      "Input (prompt) tokens per request.",
-      TOKEN_BUCKETS,
-    ),
-    requestOutputTokens: reqHist(
-      N.REQUEST_OUTPUT_TOKENS,
-      N.REQUEST_OUTPUT_TOKENS_DEPRECATED,
-      "Output tokens per request.",
-      TOKEN_BUCKETS,
-    ),
-    requestCachedTokens: reqHist(
-      N.REQUEST_CACHED_TOKENS,
-      N.REQUEST_CACHED_TOKENS_DEPRECATED,
-      "Prompt tokens served from the prefix cache per request.",
-      TOKEN_BUCKETS,
-    ),
-    requestNtpot: reqHist(
-      N.REQUEST_NTPOT_SECONDS,
-      N.REQUEST_NTPOT_SECONDS_DEPRECATED,
-      "Normalized time per output token in seconds.",
-      NTPOT_BUCKETS,
-    ),
-    requestTtft: reqHist(
-      N.REQUEST_TTFT_SECONDS,
-      undefined,
-      "Time to first token in seconds.",
-      DURATION_BUCKETS,
-    ),
-    requestStreamingTtft: reqHist(
-      N.REQUEST_STREAMING_TTFT_SECONDS,
-      undefined,
-      "Time to first token of streaming requests in seconds.",
-      DURATION_BUCKETS,
-    ),
-    requestStreamingTpot: reqHist(
-      N.REQUEST_STREAMING_TPOT_SECONDS,
-      undefined,
-      "Time per output token of streaming requests in seconds.",
-      NTPOT_BUCKETS,
-    ),
-    requestStreamingItl: reqHist(
-      N.REQUEST_STREAMING_ITL_SECONDS,
-      undefined,
-      "Inter-token latency of streaming requests in seconds.",
-      NTPOT_BUCKETS,
-    ),
+    requestDuration,
+    requestSizeBytes,
+    responseSizeBytes,
+    requestInputTokens,
+    requestOutputTokens,
+    requestCachedTokens,
+    requestNtpot,
+    requestTtft,
+    requestStreamingTtft,
+    requestStreamingTpot,
+    requestStreamingItl,
     requestRunning: {
       inc(l) {
         const c = runningChildren(l);
@@ -625,6 +718,15 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
         c.cur.observe(s);
         c.old.observe(s);
       },
+      series(ep, type, name) {
+        const c = pluginSeriesOf(ep, type, name);
+        return {
+          observe(s) {
+            c.cur.observe(s);
+            c.old.observe(s);
+          },
+        };
+      },
     },
     requestProcessingDuration: { observe: (s) => reqProc.observe(s) },
     responseProcessingDuration: { observe: (s) => respProc.observe(s) },
@@ -643,16 +745,16 @@ export function createEppMetrics(registry: Registry = new Registry()): EppMetric
     },
     prefixIndexerHitRatio: {
       observe(name, type, r) {
-        const l = { [N.LABEL_PLUGIN_NAME]: name, [N.LABEL_PLUGIN_TYPE]: type };
-        hitRatio.observe(l, r);
-        hitRatioDep.observe(l, r);
+        const c = indexerSeriesOf(name, type);
+        c.ratio.observe(r);
+        c.ratioDep.observe(r);
       },
     },
     prefixIndexerHitBytes: {
       observe(name, type, b) {
-        const l = { [N.LABEL_PLUGIN_NAME]: name, [N.LABEL_PLUGIN_TYPE]: type };
-        hitBytes.observe(l, b);
-        hitBytesDep.observe(l, b);
+        const c = indexerSeriesOf(name, type);
+        c.bytes.observe(b);
+        c.bytesDep.observe(b);
       },
     },
     disaggDecisionTotal: {

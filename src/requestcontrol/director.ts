@@ -54,7 +54,7 @@ import {
   type SchedulingResult,
 } from "../framework/types.js";
 import { logger } from "../log.js";
-import type { EppMetrics } from "../metrics/epp.js";
+import type { EppMetrics, SeriesObserver } from "../metrics/epp.js";
 
 /** Extension-point labels of the request-control plugin calls (reference/epp.md §2.1, §7). */
 export const RC_EXTENSION_POINT = {
@@ -175,6 +175,8 @@ export class Director {
   private readonly streaming: ResponseStreaming[];
   private readonly complete: ResponseComplete[];
   private readonly produceTimeoutMs: number;
+  // plugin_duration_seconds series of each plugin at each of its extension points (on first use)
+  private readonly timers = new Map<Plugin, Map<string, SeriesObserver>>();
 
   /**
    * @param config loaded config; every plugin in `config.plugins` implementing a
@@ -291,23 +293,44 @@ export class Director {
 
   /** Response headers arrived. */
   responseReceived(request: InferenceRequest, info: ResponseInfo): void {
+    const ep = RC_EXTENSION_POINT.responseReceived;
     for (const p of this.received) {
-      this.hook(RC_EXTENSION_POINT.responseReceived, p, () => p.responseReceived(request, info));
+      const s = performance.now();
+      try {
+        p.responseReceived(request, info);
+      } catch (err) {
+        this.hookFailed(ep, p, err);
+      }
+      this.observe(ep, p, s);
     }
   }
 
   /** A streamed chunk arrived (the router calls this for the first one). */
   responseStreaming(request: InferenceRequest, info: ResponseInfo): void {
+    const ep = RC_EXTENSION_POINT.responseStreaming;
     for (const p of this.streaming) {
-      this.hook(RC_EXTENSION_POINT.responseStreaming, p, () => p.responseStreaming(request, info));
+      const s = performance.now();
+      try {
+        p.responseStreaming(request, info);
+      } catch (err) {
+        this.hookFailed(ep, p, err);
+      }
+      this.observe(ep, p, s);
     }
   }
 
   /** The response completed or terminated. */
   responseComplete(request: InferenceRequest, info: ResponseInfo): void {
     this.admission?.onRequestDone(request);
+    const ep = RC_EXTENSION_POINT.responseComplete;
     for (const p of this.complete) {
-      this.hook(RC_EXTENSION_POINT.responseComplete, p, () => p.responseComplete(request, info));
+      const s = performance.now();
+      try {
+        p.responseComplete(request, info);
+      } catch (err) {
+        this.hookFailed(ep, p, err);
+      }
+      this.observe(ep, p, s);
     }
   }
 
@@ -359,21 +382,23 @@ export class Director {
     }
   }
 
-  private hook(ep: string, p: Plugin, fn: () => void): void {
-    const s = performance.now();
-    try {
-      fn();
-    } catch (err) {
-      log.warn(
-        { plugin: p.name, type: p.type, extensionPoint: ep, err: errText(err) },
-        "response hook failed",
-      );
-    }
-    this.observe(ep, p, s);
+  private hookFailed(ep: string, p: Plugin, err: unknown): void {
+    log.warn({ plugin: p.name, type: p.type, extensionPoint: ep, err: errText(err) }, "response hook failed");
   }
 
   private observe(ep: string, p: Plugin, start: number): void {
-    this.metrics.pluginDuration.observe(ep, p.type, p.name, (performance.now() - start) / 1000);
+    const seconds = (performance.now() - start) / 1000;
+    let byEp = this.timers.get(p);
+    if (byEp === undefined) {
+      byEp = new Map();
+      this.timers.set(p, byEp);
+    }
+    let series = byEp.get(ep);
+    if (series === undefined) {
+      series = this.metrics.pluginDuration.series(ep, p.type, p.name);
+      byEp.set(ep, series);
+    }
+    series.observe(seconds);
   }
 }
 

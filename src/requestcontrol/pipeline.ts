@@ -24,7 +24,7 @@ import { type EppErrorCode, EppError } from "../framework/errors.js";
 import * as H from "../framework/headers.js";
 import type { ResponseInfo, ResponseUsage } from "../framework/plugin.js";
 import type { Endpoint, InferenceRequest, SchedulingResult } from "../framework/types.js";
-import type { EppMetrics, RequestLabels } from "../metrics/epp.js";
+import type { EppMetrics, RequestLabels, RequestSeries } from "../metrics/epp.js";
 import { UsageTracker } from "./usage.js";
 import { OBJECTIVE_ATTRIBUTE } from "./request.js";
 
@@ -231,8 +231,9 @@ export async function prepareRequest(
     priority: request.objectives.priority,
   };
   const m = runtime.metrics;
-  m.requestTotal.inc(labels);
-  m.requestSizeBytes.observe(labels, input.rawBody.length);
+  const series = m.requestSeries(labels);
+  series.total.inc();
+  series.sizeBytes.observe(input.rawBody.length);
   try {
     let candidates = store.ready();
     if (candidates.length === 0) {
@@ -392,76 +393,95 @@ export interface ResponseTracking {
  * `normalized_time_per_output_token_seconds` (reference/epp.md §7).
  */
 export function trackResponse(runtime: PipelineRuntime, prep: PreparedRequest): ResponseTracking {
-  const m = runtime.metrics;
-  const labels = prep.labels;
-  m.requestRunning.inc(labels);
-  let streaming = false;
-  let tracker: UsageTracker | undefined; // created when the response headers say which kind
-  let first = true;
-  let lastNs = 0n;
-  let bytes = 0;
-  let done = false;
-  const info: ResponseInfo = { status: 0, endpoint: prep.targets[0]!, endOfStream: false };
-  const finish = () => {
-    done = true;
-    m.requestRunning.dec(labels);
-  };
-  return {
-    info,
-    get done() {
-      return done;
-    },
-    received(status, endpoint, isStreaming) {
-      streaming = isStreaming;
-      tracker = new UsageTracker(isStreaming);
-      info.status = status;
-      (info as { endpoint: Endpoint }).endpoint = endpoint;
-      runtime.director.responseReceived(prep.request, info);
-      if (status !== 200) m.requestErrorTotal.inc(labels, "ModelServerError");
-    },
-    chunk(buf) {
-      if (done || buf.length === 0) return;
-      const now = process.hrtime.bigint();
-      bytes += buf.length;
-      if (first) {
-        first = false;
-        const ttft = Number(now - prep.startedNs) / 1e9;
-        m.requestTtft.observe(labels, ttft);
-        if (streaming) m.requestStreamingTtft.observe(labels, ttft);
-        runtime.director.responseStreaming(prep.request, info);
-      } else if (streaming) {
-        m.requestStreamingItl.observe(labels, Number(now - lastNs) / 1e9);
-      }
-      lastNs = now;
-      tracker ??= new UsageTracker(streaming);
-      tracker.push(buf);
-    },
-    complete() {
-      if (done) return info.usage;
-      finish();
-      const usage = tracker?.usage();
-      info.usage = usage;
-      info.endOfStream = true;
-      const seconds = Number(process.hrtime.bigint() - prep.startedNs) / 1e9;
-      m.requestDuration.observe(labels, seconds);
-      m.responseSizeBytes.observe(labels, bytes);
-      if (usage) {
-        m.requestInputTokens.observe(labels, usage.promptTokens);
-        m.requestOutputTokens.observe(labels, usage.completionTokens);
-        m.requestCachedTokens.observe(labels, usage.cachedTokens);
-        if (usage.completionTokens > 0) m.requestNtpot.observe(labels, seconds / usage.completionTokens);
-      }
-      runtime.director.responseComplete(prep.request, info);
-      return usage;
-    },
-    terminate(cause) {
-      if (done) return;
-      finish();
-      info.terminationCause = cause;
-      if (cause === "upstream-error") m.requestErrorTotal.inc(labels, "ModelServerError");
-      runtime.director.responseComplete(prep.request, info);
-    },
-  };
+  return new ResponseTracker(runtime, prep);
+}
+
+/** {@link ResponseTracking} as one object per response (no closures per request). */
+class ResponseTracker implements ResponseTracking {
+  readonly info: ResponseInfo;
+  private readonly series: RequestSeries;
+  private streaming = false;
+  private tracker: UsageTracker | undefined; // created once the response headers say which kind
+  private first = true;
+  private lastNs = 0n;
+  private bytes = 0;
+  private finished = false;
+
+  constructor(
+    private readonly runtime: PipelineRuntime,
+    private readonly prep: PreparedRequest,
+  ) {
+    this.series = runtime.metrics.requestSeries(prep.labels);
+    this.series.running.inc();
+    this.info = { status: 0, endpoint: prep.targets[0]!, endOfStream: false };
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  received(status: number, endpoint: Endpoint, isStreaming: boolean): void {
+    this.streaming = isStreaming;
+    this.tracker = new UsageTracker(isStreaming);
+    const info = this.info;
+    info.status = status;
+    (info as { endpoint: Endpoint }).endpoint = endpoint;
+    this.runtime.director.responseReceived(this.prep.request, info);
+    if (status !== 200) this.runtime.metrics.requestErrorTotal.inc(this.prep.labels, "ModelServerError");
+  }
+
+  chunk(buf: Buffer): void {
+    if (this.finished || buf.length === 0) return;
+    const now = process.hrtime.bigint();
+    this.bytes += buf.length;
+    if (this.first) {
+      this.first = false;
+      const ttft = Number(now - this.prep.startedNs) / 1e9;
+      this.series.ttft.observe(ttft);
+      if (this.streaming) this.series.streamingTtft.observe(ttft);
+      this.runtime.director.responseStreaming(this.prep.request, this.info);
+    } else if (this.streaming) {
+      this.series.streamingItl.observe(Number(now - this.lastNs) / 1e9);
+    }
+    this.lastNs = now;
+    this.tracker ??= new UsageTracker(this.streaming);
+    this.tracker.push(buf);
+  }
+
+  complete(): ResponseUsage | undefined {
+    const info = this.info;
+    if (this.finished) return info.usage;
+    this.finish();
+    const usage = this.tracker?.usage();
+    info.usage = usage;
+    info.endOfStream = true;
+    const s = this.series;
+    const seconds = Number(process.hrtime.bigint() - this.prep.startedNs) / 1e9;
+    s.duration.observe(seconds);
+    s.responseSizeBytes.observe(this.bytes);
+    if (usage) {
+      s.inputTokens.observe(usage.promptTokens);
+      s.outputTokens.observe(usage.completionTokens);
+      s.cachedTokens.observe(usage.cachedTokens);
+      if (usage.completionTokens > 0) s.ntpot.observe(seconds / usage.completionTokens);
+    }
+    this.runtime.director.responseComplete(this.prep.request, info);
+    return usage;
+  }
+
+  terminate(cause: NonNullable<ResponseInfo["terminationCause"]>): void {
+    if (this.finished) return;
+    this.finish();
+    this.info.terminationCause = cause;
+    if (cause === "upstream-error")
+      this.runtime.metrics.requestErrorTotal.inc(this.prep.labels, "ModelServerError");
+    this.runtime.director.responseComplete(this.prep.request, this.info);
+  }
+
+  private finish(): void {
+    this.finished = true;
+    this.series.running.dec();
+  }
 }
 
 /**
