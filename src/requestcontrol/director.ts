@@ -238,12 +238,22 @@ export class Director {
   }
 
   /** Producers → scheduler → PreRequest, after admission. */
-  private async schedule(request: InferenceRequest, candidates: Endpoint[]): Promise<DirectorResult> {
-    for (const level of this.levels) {
-      const pending = this.runProducers(level, request, candidates);
-      if (pending) await pending;
+  private schedule(
+    request: InferenceRequest,
+    candidates: Endpoint[],
+    fromLevel = 0,
+  ): DirectorResult | Promise<DirectorResult> {
+    // synchronous unless a producer level is async: no promise per request for the common case
+    const levels = this.levels;
+    for (let i = fromLevel; i < levels.length; i++) {
+      const pending = this.runProducers(levels[i]!, request, candidates);
+      if (pending) return pending.then(() => this.schedule(request, candidates, i + 1));
     }
+    return this.pick(request, candidates);
+  }
 
+  /** Scheduler → PreRequest (throws synchronously). */
+  private pick(request: InferenceRequest, candidates: Endpoint[]): DirectorResult {
     const t0 = performance.now();
     let result: SchedulingResult;
     try {

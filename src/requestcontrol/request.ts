@@ -55,7 +55,8 @@ export function buildInferenceRequest(
   lookupObjective?: ObjectiveLookup,
 ): InferenceRequest {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(input.headers)) headers[k.toLowerCase()] = v;
+  const src = input.headers;
+  for (const k in src) headers[k.toLowerCase()] = src[k]!;
   const model = input.body.model;
   if (typeof model !== "string" || model === "") {
     throw new EppError("BadRequest", "model not found in request body");

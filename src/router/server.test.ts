@@ -5,11 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { createEppRuntime } from "../cli/epp-runtime.js";
 import { EndpointStore } from "../datalayer/store.js";
+import type { FlowControlAdmission } from "../flowcontrol/admission.js";
+import { EppError } from "../framework/errors.js";
 import type { Endpoint } from "../framework/types.js";
 import { type RunningRouter, startRouter } from "./server.js";
 
@@ -213,6 +218,96 @@ describe("router", () => {
     assert.equal(r.inFlight(), 0);
     const text = await runtime.metrics.metricsText();
     assert.match(text, /^llm_d_epp_request_running\{[^}]*\} 0$/m);
+  });
+
+  it("FailOpen: a scheduling failure (not an admission verdict) goes to any ready endpoint; FailClose answers it", async () => {
+    const u = await upstream();
+    const { store } = readyStore([u.port]);
+    const failing = (err: Error) => {
+      const rt = createEppRuntime();
+      const director = rt.director;
+      return {
+        ...rt,
+        director: {
+          handleRequest: async () => {
+            throw err;
+          },
+          responseReceived: director.responseReceived.bind(director),
+          responseStreaming: director.responseStreaming.bind(director),
+          responseComplete: director.responseComplete.bind(director),
+        },
+      };
+    };
+    const broken = new EppError("Internal", "scheduler exploded");
+    const open = await router(store, { runtime: failing(broken), failOpen: true });
+    const served = await post(open.url, { model: "m", prompt: "x" });
+    assert.equal(served.status, 200, "FailOpen served it");
+    await served.text();
+    const closed = await router(store, { runtime: failing(broken) });
+    const refused = await post(closed.url, { model: "m", prompt: "x" });
+    assert.equal(refused.status, 500);
+    assert.match(((await refused.json()) as { error: { message: string } }).error.message, /exploded/);
+    const verdict = new EppError("ResourceExhausted", "saturated", "rejected-saturated");
+    const shed = await router(store, { runtime: failing(verdict), failOpen: true });
+    const r = await post(shed.url, { model: "m", prompt: "x" });
+    assert.equal(r.status, 429, "an admission verdict is not failed open");
+    assert.equal(r.headers.get("x-llm-d-request-dropped-reason"), "rejected-saturated");
+    await r.text();
+    assert.equal(u.seen.length, 1, "only the FailOpen request reached the upstream");
+  });
+
+  it("flow control: a client leaving while its request is queued drops it from the queue", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const u = await upstream((req, body, res) => {
+      void gate.then(() => okJson(req, body, res));
+    });
+    const { store } = readyStore([u.port]);
+    const dir = mkdtempSync(join(tmpdir(), "llmd-router-fc-"));
+    const file = join(dir, "epp.yaml");
+    writeFileSync(
+      file,
+      `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- type: queue-scorer
+- type: concurrency-detector
+  parameters: {maxConcurrency: 1}
+- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: concurrency-detector
+  - pluginRef: queue-scorer
+  - pluginRef: max-score-picker
+flowControl:
+  defaultRequestTTL: 60s
+  saturationDetector: {pluginRef: concurrency-detector}
+`,
+    );
+    const runtime = createEppRuntime({ configFile: file });
+    rmSync(dir, { recursive: true });
+    const controller = (runtime.admission as FlowControlAdmission).controller;
+    const r = await router(store, { runtime, outlier: false });
+    const first = post(r.url, { model: "m", prompt: "held" });
+    while (u.seen.length === 0) await new Promise((res) => setTimeout(res, 5));
+    const ac = new AbortController();
+    const second = post(r.url, { model: "m", prompt: "queued" }, {}, ac.signal).catch((e: Error) => e);
+    const deadline = Date.now() + 2000;
+    while (controller.queued === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    assert.equal(controller.queued, 1, "the second request waits in the flow-control queue");
+    ac.abort();
+    assert.ok((await second) instanceof Error);
+    while (controller.queued > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    assert.equal(controller.queued, 0, "dropped from the queue when its client left");
+    release();
+    assert.equal((await first).status, 200);
+    assert.equal(u.seen.length, 1, "the abandoned request never reached an upstream");
+    runtime.admission.shutdown();
   });
 
   it("requires a bearer key when keys are configured (401 in the OpenAI shape)", async () => {

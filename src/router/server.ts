@@ -569,23 +569,22 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
   };
 
   /** Scheduling, with FailOpen when asked and the failure is not an admission verdict. */
-  async function prepare(
+  function prepare(
     path: string,
     raw: Buffer,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
-  ) {
-    try {
-      return await prepareRequest(opts.runtime, opts.store, {
-        path,
-        rawBody: raw,
-        headers,
-        policies: opts.policies,
-        signal,
-      });
-    } catch (err) {
-      if (!opts.failOpen || !(err instanceof EppError) || err.dropReason || err.code === "BadRequest")
-        throw err;
+  ): Promise<PreparedRequest> {
+    const prepared = prepareRequest(opts.runtime, opts.store, {
+      path,
+      rawBody: raw,
+      headers,
+      policies: opts.policies,
+      signal,
+    });
+    if (!opts.failOpen) return prepared;
+    return prepared.catch((err) => {
+      if (!(err instanceof EppError) || err.dropReason || err.code === "BadRequest") throw err;
       log.warn({ err: err.message }, "scheduling failed; FailOpen picks any ready endpoint");
       return prepareRequest(opts.runtime, opts.store, {
         path,
@@ -595,7 +594,7 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
         signal,
         failOpen: true,
       });
-    }
+    });
   }
 
   // Request headers never forwarded upstream: system-owned ones, the P/D prefiller hint (the
@@ -662,7 +661,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
     }
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Serves one request; returns a promise when the answer is asynchronous; throws what to answer. */
+  function route(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
@@ -693,32 +693,37 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
       case "/health": {
         const n = opts.store.ready().length;
         const ok = n > 0 && !draining;
-        return sendJson(
+        sendJson(
           res,
           { status: draining ? "draining" : n > 0 ? "ok" : "no ready endpoints", ready_endpoints: n },
           ok ? 200 : 503,
         );
+        return;
       }
       case "/metrics": {
         updatePoolGauges(metrics, opts.store, poolName);
-        const text = await metrics.metricsText();
-        res.writeHead(200, { "content-type": metrics.registry.contentType });
-        res.end(text);
-        return;
+        return metrics.metricsText().then((text) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(text);
+        });
       }
       case "/v1/models": {
         const created = Math.floor(Date.now() / 1000);
         const data = [...opts.store.readyModels()]
           .sort()
           .map((id) => ({ id, object: "model", created, owned_by: "llmd" }));
-        return sendJson(res, { object: "list", data });
+        sendJson(res, { object: "list", data });
+        return;
       }
       case "/llmd/endpoints":
-        return sendJson(res, endpointsView());
+        sendJson(res, endpointsView());
+        return;
       case "/llmd/config":
-        return sendJson(res, opts.configView ?? {});
+        sendJson(res, opts.configView ?? {});
+        return;
       case "/llmd/kv-events":
-        return sendJson(res, opts.kvEventsView?.() ?? { configured: false, producers: [] });
+        sendJson(res, opts.kvEventsView?.() ?? { configured: false, producers: [] });
+        return;
       default:
         throw pathNotFound(method, path);
     }
@@ -733,7 +738,8 @@ export async function startRouter(opts: RouterOptions): Promise<RunningRouter> {
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      await route(req, res);
+      const pending = route(req, res);
+      if (pending !== undefined) await pending;
     } catch (err) {
       const r = errorToResponse(err, "openai");
       if (r.status >= 500 && r.code === "Internal")

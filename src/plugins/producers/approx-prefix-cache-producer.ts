@@ -93,6 +93,9 @@ interface RequestState {
   matched: Map<string, number>;
 }
 
+/** Models whose salt-less seed is kept (bounds memory under model-name churn). */
+const SEED_CACHE_LIMIT = 1024;
+
 const log = logger.child({ component: APPROX_PREFIX_CACHE_PRODUCER_TYPE });
 
 /** Approximate prefix-cache producer (see file header). */
@@ -109,6 +112,8 @@ export class ApproxPrefixCacheProducer implements DataProducer, PreRequest {
   private readonly lastSeen = new Map<string, number>();
   private lastPurge: number;
   private matchObserver?: (matchedBytes: number, totalBytes: number) => void;
+  /** `h0` of salt-less requests by target model: the same few models hash alike on every request */
+  private readonly seeds = new Map<string, bigint>();
 
   /**
    * @param now clock in ms (injectable for tests)
@@ -180,7 +185,14 @@ export class ApproxPrefixCacheProducer implements DataProducer, PreRequest {
 
   private seed(request: InferenceRequest): bigint {
     const salt = request.body.cache_salt;
-    return prefixSeedHash(request.targetModel, typeof salt === "string" ? salt : undefined);
+    if (typeof salt === "string" && salt !== "") return prefixSeedHash(request.targetModel, salt);
+    let h = this.seeds.get(request.targetModel);
+    if (h === undefined) {
+      h = prefixSeedHash(request.targetModel);
+      if (this.seeds.size >= SEED_CACHE_LIMIT) this.seeds.clear();
+      this.seeds.set(request.targetModel, h);
+    }
+    return h;
   }
 
   /** Synchronous: writes match info on every endpoint (see file header). */
