@@ -266,6 +266,7 @@ class Exchange {
   private resolve!: () => void;
   private reject!: (e: unknown) => void;
   private onDrain: (() => void) | null = null;
+  private awaitingDrain = false;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -388,8 +389,14 @@ class Exchange {
     this.tracking.chunk(chunk);
     if (!this.res.write(chunk)) {
       a.controller?.pause();
-      this.onDrain ??= () => this.attempt?.controller?.resume();
-      this.res.once("drain", this.onDrain);
+      if (!this.awaitingDrain) {
+        this.awaitingDrain = true;
+        this.onDrain ??= () => {
+          this.awaitingDrain = false;
+          this.attempt?.controller?.resume();
+        };
+        this.res.once("drain", this.onDrain);
+      }
     }
   }
 
