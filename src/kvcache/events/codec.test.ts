@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { blockStored, decodeBatch, decodeEvent, encodeBatch, KvEventDecodeError } from "./codec.js";
-import { decodeMsgpack, encodeMsgpack, U64 } from "./msgpack.js";
+import { decodeMsgpack, encodeMsgpack, FixStr, MsgpackReader, U64 } from "./msgpack.js";
 import {
   decodeSeq,
   type EventBatch,
@@ -56,6 +56,40 @@ describe("msgpack", () => {
       "x".repeat(32),
     ]);
     for (let round = 0; round < 2; round++) assert.deepEqual(decodeMsgpack(encodeMsgpack(strs)), strs);
+  });
+
+  it("reads runs of uint32s up to the end of the buffer and stops before any other shape", () => {
+    const vals = [5, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffffff];
+    for (let k = 0; k <= vals.length; k++) {
+      // the run ends the buffer (values decoded by the short-tail loop) or is followed by "x"
+      for (const tail of [[], ["x"]]) {
+        const r = new MsgpackReader(encodeMsgpack([...vals.slice(0, k), ...tail]));
+        assert.equal(r.arrayHeader(), k + tail.length);
+        const out = new Uint32Array(k + 1);
+        assert.equal(r.uint32sInto(out, 0, k + 1), k);
+        assert.deepEqual(Array.from(out.subarray(0, k)), vals.slice(0, k));
+        assert.equal(r.done, tail.length === 0);
+      }
+    }
+    // −1 (negative fixint) is another shape
+    const r = new MsgpackReader(encodeMsgpack([1, -1]));
+    r.arrayHeader();
+    assert.equal(r.uint32sInto(new Uint32Array(2), 0, 2), 1);
+  });
+
+  it("matches prepared fixstrs exactly", () => {
+    const tag = new FixStr("BlockStored");
+    for (const [s, ok] of [
+      ["BlockStored", true],
+      ["BlockStorex", false],
+      ["BlockStore", false],
+      ["XlockStored", false],
+    ] as const) {
+      const r = new MsgpackReader(encodeMsgpack(s));
+      assert.equal(r.fixstr(tag), ok, s);
+      assert.equal(r.pos, ok ? r.buf.length : 0);
+    }
+    assert.throws(() => new FixStr("é"), RangeError);
   });
 
   it("decodes int64 (0xd3) as its two's-complement uint64", () => {
@@ -198,6 +232,25 @@ describe("KV event batch codec", () => {
     const e = decodeEvent(["BlockRemoved", [Uint8Array.from([0x01, 0x00]), -1], "GPU"] as never);
     assert.ok(e?.type === "BlockRemoved");
     assert.deepEqual(hashesToBigInts(e.blockHashes), [0x100n, MAX]);
+  });
+
+  it("decodes token ids in every integer form, and rejects non-integers and truncation", () => {
+    const toks = [0, 127, 128, 255, 256, 65535, 65536, 0xffffffff, -1, 5];
+    const payload = (t: unknown[]) =>
+      encodeMsgpack([1, [["BlockStored", [7], null, t, 10, null, "GPU", null]]] as never);
+    const e = decodeBatch(payload(toks)).batch.events[0];
+    assert.ok(e?.type === "BlockStored");
+    assert.deepEqual(
+      Array.from(e.tokenIds),
+      [0, 127, 128, 255, 256, 65535, 65536, 0xffffffff, 0xffffffff, 5],
+    );
+    assert.equal(e.loraId, null);
+    assert.equal(e.loraName, null);
+    assert.equal(e.medium, "GPU");
+    assert.throws(() => decodeBatch(payload([1, "x", 2])), KvEventDecodeError);
+    const full = payload([70000, 70001]);
+    for (let cut = 1; cut < full.length; cut++)
+      assert.throws(() => decodeBatch(full.subarray(0, cut)), KvEventDecodeError, `cut at ${cut}`);
   });
 
   it("skips unknown event tags and counts them; rejects malformed events", () => {

@@ -22,6 +22,7 @@ import {
   decodeMsgpack,
   type EncodableValue,
   encodeMsgpack,
+  FixStr,
   type MsgValue,
   MsgpackError,
   MsgpackReader,
@@ -335,14 +336,11 @@ function readTokens(r: MsgpackReader): Uint32Array {
   if (k === undefined) return decodeTokens(r.read(0));
   if (k > r.buf.length - r.pos) throw new KvEventDecodeError("token_ids: truncated");
   const out = new Uint32Array(k);
-  for (let i = 0; i < k; i++) {
-    const t = r.smallUint();
-    if (t !== undefined) out[i] = t;
-    else {
-      const v = r.read(0);
-      if (typeof v !== "number") throw new KvEventDecodeError("token_ids: expected integers");
-      out[i] = v;
-    }
+  for (let i = r.uint32sInto(out, 0, k); i < k; i = r.uint32sInto(out, i + 1, k)) {
+    // a value of another shape (e.g. a negative fixint): generic read
+    const v = r.read(0);
+    if (typeof v !== "number") throw new KvEventDecodeError("token_ids: expected integers");
+    out[i] = v;
   }
   return out;
 }
@@ -358,12 +356,15 @@ function readParent(r: MsgpackReader): U64 | null {
   return decodeParent(r.read(0));
 }
 
+const TAG_STORED = new FixStr("BlockStored");
+const TAG_REMOVED = new FixStr("BlockRemoved");
+
 /** One event at the reader's position (array events fast, others generic). */
 function readEvent(r: MsgpackReader): KvEvent | null {
   const len = r.arrayHeader();
   if (len === undefined) return decodeEvent(r.read(1));
   if (len === 0) throw new KvEventDecodeError("event has no string tag");
-  const tag = r.read(1);
+  const tag = r.fixstr(TAG_STORED) ? "BlockStored" : r.fixstr(TAG_REMOVED) ? "BlockRemoved" : r.read(1);
   if ((tag === "BlockStored" && len >= 4) || (tag === "BlockRemoved" && len >= 2)) {
     const blockHashes = readHashes(r);
     if (tag === "BlockRemoved") {
@@ -376,9 +377,9 @@ function readEvent(r: MsgpackReader): KvEvent | null {
     const tokenIds = readTokens(r);
     // remaining positional fields, each optional (trailing defaults omitted)
     const blockSize = len > 4 ? (optInt(r.read(1), "block_size") ?? 0) : 0;
-    const loraId = len > 5 ? optInt(r.read(1), "lora_id") : null;
+    const loraId = len > 5 && !r.nil() ? optInt(r.read(1), "lora_id") : null;
     const medium = len > 6 ? optStr(r.read(1), "medium") : null;
-    const loraName = len > 7 ? optStr(r.read(1), "lora_name") : null;
+    const loraName = len > 7 && !r.nil() ? optStr(r.read(1), "lora_name") : null;
     const extraKeys = len > 8 ? r.read(1) : null;
     const groupIdx = len > 9 ? optInt(r.read(1), "group_idx") : null;
     const kvCacheSpecKind = len > 10 ? optStr(r.read(1), "kv_cache_spec_kind") : null;

@@ -60,6 +60,29 @@ const internStr: (string | undefined)[] = new Array(INTERN_SLOTS);
 const internLen = new Int32Array(INTERN_SLOTS);
 const internHash = new Int32Array(INTERN_SLOTS);
 
+/** Bytes taken by a non-negative integer below 2^32 by its first byte (0 = another shape). */
+const UINT_WIDTH = new Uint8Array(256);
+UINT_WIDTH.fill(1, 0, 0x80);
+UINT_WIDTH[0xcc] = 2;
+UINT_WIDTH[0xcd] = 3;
+UINT_WIDTH[0xce] = 5;
+
+/** A short ASCII string prepared for {@link MsgpackReader.fixstr}. */
+export class FixStr {
+  readonly bytes: Uint8Array;
+  /** the bytes as big-endian uint32 words (whole words only) */
+  readonly words: Uint32Array;
+  readonly length: number;
+  /** @throws RangeError unless `value` is ASCII and at most 31 bytes (a fixstr) */
+  constructor(readonly value: string) {
+    if (!/^[\x00-\x7f]{0,31}$/.test(value)) throw new RangeError("FixStr: ASCII, ≤ 31 bytes");
+    this.bytes = Uint8Array.from(value, (c) => c.charCodeAt(0));
+    this.length = this.bytes.length;
+    const dv = new DataView(this.bytes.buffer);
+    this.words = Uint32Array.from({ length: this.length >> 2 }, (_, k) => dv.getUint32(4 * k));
+  }
+}
+
 /**
  * Decodes one msgpack value occupying the whole of `buf`.
  * @throws MsgpackError on truncated input, trailing bytes, ext types or non-string map keys
@@ -138,6 +161,63 @@ export class MsgpackReader {
       return this.view.getUint32(this.pos - 4);
     }
     return undefined;
+  }
+
+  /**
+   * Reads up to `n − i` consecutive non-negative integers below 2^32 (positive fixint, uint8/16/32)
+   * into `out[i ..]`, stopping before the first value of another shape.
+   * @returns the index after the last value read (`n` when all were read)
+   */
+  uint32sInto(out: Uint32Array, i: number, n: number): number {
+    const buf = this.buf;
+    const v = this.view;
+    const len = buf.length;
+    let p = this.pos;
+    // while 5 bytes remain: the width comes from a table and the value from one big-endian
+    // 32-bit read shifted into place, so that mixed widths cost no mispredicted branches
+    for (; i < n && p + 5 <= len; i++) {
+      const b = buf[p]!;
+      const w = UINT_WIDTH[b]!;
+      if (w === 0) break;
+      out[i] = w === 1 ? b : v.getUint32(p + 1) >>> (40 - 8 * w);
+      p += w;
+    }
+    for (; i < n && p < len; i++) {
+      const b = buf[p]!;
+      const w = UINT_WIDTH[b]!;
+      if (w === 0 || p + w > len) break;
+      out[i] = w === 1 ? b : w === 2 ? buf[p + 1]! : w === 3 ? v.getUint16(p + 1) : v.getUint32(p + 1);
+      p += w;
+    }
+    this.pos = p;
+    return i;
+  }
+
+  /** Consumes a nil and returns true, or returns false (nothing consumed). */
+  nil(): boolean {
+    if (this.pos < this.buf.length && this.buf[this.pos] === 0xc0) {
+      this.pos++;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Consumes the string `m` (see {@link FixStr}) and returns true, or returns false (nothing
+   * consumed) when the next value is anything else.
+   */
+  fixstr(m: FixStr): boolean {
+    const buf = this.buf;
+    const p = this.pos;
+    const n = m.length;
+    if (p + 1 + n > buf.length || buf[p] !== (0xa0 | n)) return false;
+    const v = this.view;
+    const words = m.words;
+    let k = 0;
+    for (; 4 * k + 4 <= n; k++) if (v.getUint32(p + 1 + 4 * k) !== words[k]) return false;
+    for (let i = 4 * k; i < n; i++) if (buf[p + 1 + i] !== m.bytes[i]) return false;
+    this.pos = p + 1 + n;
+    return true;
   }
 
   /**
