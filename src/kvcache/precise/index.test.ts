@@ -60,6 +60,41 @@ describe("U64Map", () => {
   });
 });
 
+describe("U64Map payload", () => {
+  it("keeps each key's payload through inserts, backward-shift deletes, growth and widening", () => {
+    const m = new U64Map(16, 2);
+    const ref = new Map<number, number>();
+    let x = 777;
+    const rnd = () => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return x;
+    };
+    const check = () => {
+      assert.equal(m.size, ref.size);
+      for (const [lo, v] of ref) {
+        const o = m.find(lo % 5, lo);
+        assert.ok(o >= 0);
+        const d = m.words;
+        assert.deepEqual([d[o + 2], d[o + 3], d[o + 4]], [v, v ^ lo, ~v]);
+      }
+    };
+    for (let i = 0; i < 5000; i++) {
+      const lo = rnd() % 700;
+      if (rnd() % 3 === 0) assert.equal(m.delete(lo % 5, lo), ref.delete(lo));
+      else {
+        const o = m.set(lo % 5, lo, i);
+        m.words[o + 3] = i ^ lo;
+        m.words[o + 4] = ~i;
+        ref.set(lo, i);
+      }
+    }
+    check();
+    m.widen(4);
+    assert.equal(m.payload, 4);
+    check();
+  });
+});
+
 describe("KvBlockIndex", () => {
   it("indexes a stored chain for its endpoint only, and continues it through the parent's engine key", () => {
     const idx = new KvBlockIndex({ blockSize: 4 });

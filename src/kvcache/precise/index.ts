@@ -25,8 +25,16 @@
  * - Extra keys (multimodal hashes, salts) are not mixed in: keys use `extra = nil` on both the
  *   event side and the request side.
  *
- * Keys are uint32 pairs in typed arrays with an open-addressing map ({@link U64Map}); ingestion
- * and lookup allocate nothing per event.
+ * Layout (ingestion and lookup allocate nothing per event; the index is larger than the CPU
+ * caches, so the layout is chosen for few random memory accesses):
+ * - request keys: a hash table ({@link U64Map}) from the key to a record of a CLOCK slab,
+ *   `[hi, lo, flags, count, entries…]` (key, CLOCK bit and entries on the same cache lines);
+ * - engine keys: a hash table whose slots hold the request keys themselves (and, as a hint, the
+ *   index of each one's record), pointing into a second CLOCK slab `[hi, lo, flags]` that only
+ *   keeps the CLOCK order: `BlockRemoved` costs two dependent memory accesses (engine slot, then
+ *   request record and slot together);
+ * - storing a block first reads, back to back, every hash-table line it will touch (new keys
+ *   and the keys the CLOCK hands will evict), so that their cache misses overlap.
  */
 import type { BlockRemovedEvent, BlockStoredEvent, KvEvent } from "../events/types.js";
 import { chainKeysInto, modelRootKey } from "./request-keys.js";
@@ -230,14 +238,17 @@ export class KvBlockIndex {
   private readonly rslab: ClockSlab;
 
   // engine keys → request keys
-  private readonly emap = new U64Map(1024);
   /**
-   * per engine key: `[hi, lo, flags, span, (request hi, lo, request record) × espanCap]`; the
-   * request record index is a hint (checked against the key, which may have been evicted since)
-   * that spares `BlockRemoved` a hash lookup
+   * engine key → eslab record, with the request keys in the slot itself (payload
+   * `[span, (request hi, lo, request record) × espanCap]`): one memory access per engine key.
+   * The request record index is a hint (checked against the key, which may have been evicted
+   * since) that spares `BlockRemoved` a hash lookup. One spare word makes a 1:1 slot 32 bytes,
+   * so that no slot straddles two cache lines.
    */
+  private readonly emap = new U64Map(1024, 2 + ERQ);
+  /** per engine key: `[hi, lo, flags]`, in CLOCK order */
   private readonly eslab: ClockSlab;
-  /** request keys an engine record has room for (grows up to maxSpan on demand) */
+  /** request keys an engine slot has room for (grows up to maxSpan on demand) */
   private espanCap = 1;
 
   // endpoints
@@ -292,7 +303,7 @@ export class KvBlockIndex {
     }
     this.tierWeights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
     this.rslab = new ClockSlab(Math.min(1024, this.maxKeys), HDR + 1 + 2 * this.podCacheSize);
-    this.eslab = new ClockSlab(Math.min(1024, this.maxEngineKeys), HDR + 1 + ERQ * this.espanCap);
+    this.eslab = new ClockSlab(Math.min(1024, this.maxEngineKeys), HDR);
   }
 
   // ------------------------------------------------------------ endpoints and tiers
@@ -489,10 +500,10 @@ export class KvBlockIndex {
 
   // ------------------------------------------------------------ engine keys
 
-  /** Widens engine records to hold `span` request keys. */
+  /** Widens engine slots to hold `span` request keys. */
   private growSpan(span: number): void {
     this.espanCap = span;
-    this.eslab.restride(HDR + 1 + ERQ * span);
+    this.emap.widen(1 + ERQ * span);
   }
 
   /**
@@ -508,33 +519,34 @@ export class KvBlockIndex {
     ep: number,
     tier: number,
   ): void {
-    let s = this.emap.get(hi, lo);
+    const emap = this.emap;
     const slab = this.eslab;
-    if (s === NONE) {
+    let o = emap.find(hi, lo);
+    if (o === NONE) {
       if (slab.count >= this.maxEngineKeys) {
         const t = slab.victim();
-        this.emap.delete(slab.hi(t), slab.lo(t));
+        emap.delete(slab.hi(t), slab.lo(t));
         slab.release(t);
       }
-      s = slab.alloc(hi, lo);
+      let s = slab.alloc(hi, lo);
       if (s === NONE) {
         slab.growTo(Math.min(slab.cap * 2, this.maxEngineKeys));
         s = slab.alloc(hi, lo);
       }
-      this.emap.set(hi, lo, s);
+      o = emap.set(hi, lo, s);
     } else {
-      slab.touch(s);
+      slab.touch(emap.words[o + 2]!);
     }
-    const o = slab.stride * s + HDR;
-    slab.d[o] = span;
+    // the request side (addEntry) does not touch emap: `o` stays valid
+    const d = emap.words;
+    d[o + 3] = span;
     for (let k = 0; k < span; k++) {
       const rh = keys[2 * (from + k)]!;
       const rl = keys[2 * (from + k) + 1]!;
-      const r = this.addEntry(rh, rl, ep, tier);
-      const d = slab.d;
-      d[o + 1 + ERQ * k] = rh;
-      d[o + 2 + ERQ * k] = rl;
-      d[o + 3 + ERQ * k] = r;
+      const q = o + 4 + ERQ * k;
+      d[q] = rh;
+      d[q + 1] = rl;
+      d[q + 2] = this.addEntry(rh, rl, ep, tier);
     }
   }
 
@@ -579,20 +591,18 @@ export class KvBlockIndex {
     if (nE === 0) return null;
     const tier = this.tierId(e.medium);
     const tokens = e.tokenIds;
-    const es = this.eslab;
     if (tokens.length === 0) {
       // tier-only store (e.g. CPU offload): resolve through known engine keys
       let miss = false;
       for (let i = 0; i < nE; i++) {
-        const s = this.emap.get(hashes[2 * i]!, hashes[2 * i + 1]!);
-        if (s === NONE) {
+        const o = this.emap.find(hashes[2 * i]!, hashes[2 * i + 1]!);
+        if (o === NONE) {
           miss = true;
           continue;
         }
-        const d = es.d;
-        const o = es.stride * s + HDR;
-        for (let k = o + 1; k < o + 1 + ERQ * d[o]!; k += ERQ)
-          d[k + 2] = this.addEntry(d[k]!, d[k + 1]!, ep, tier);
+        const d = this.emap.words;
+        for (let q = o + 4; q < o + 4 + ERQ * d[o + 3]!; q += ERQ)
+          d[q + 2] = this.addEntry(d[q]!, d[q + 1]!, ep, tier);
       }
       return miss ? this.drop("unknown_engine_key") : null;
     }
@@ -610,12 +620,12 @@ export class KvBlockIndex {
       ph = r[0];
       pl = r[1];
     } else {
-      const s = this.emap.get(parent.hi, parent.lo);
-      if (s === NONE) return this.drop("unknown_parent");
-      const o = es.stride * s + HDR;
-      const last = o + 1 + ERQ * (es.d[o]! - 1);
-      ph = es.d[last]!;
-      pl = es.d[last + 1]!;
+      const o = this.emap.find(parent.hi, parent.lo);
+      if (o === NONE) return this.drop("unknown_parent");
+      const d = this.emap.words;
+      const last = o + 4 + ERQ * (d[o + 3]! - 1);
+      ph = d[last]!;
+      pl = d[last + 1]!;
     }
     if (span > this.espanCap) this.growSpan(span);
     const nR = nE * span;
@@ -635,18 +645,17 @@ export class KvBlockIndex {
   applyRemoved(ep: number, e: BlockRemovedEvent): DropReason | null {
     const hashes = e.blockHashes;
     const tier = this.tierId(e.medium);
-    const es = this.eslab;
     let miss = false;
     for (let i = 0; i < hashes.length >>> 1; i++) {
-      const s = this.emap.get(hashes[2 * i]!, hashes[2 * i + 1]!);
-      if (s === NONE) {
+      const o = this.emap.find(hashes[2 * i]!, hashes[2 * i + 1]!);
+      if (o === NONE) {
         miss = true;
         continue;
       }
-      const d = es.d;
-      const o = es.stride * s + HDR;
-      for (let k = o + 1; k < o + 1 + ERQ * d[o]!; k += ERQ)
-        this.removeEntry(d[k]!, d[k + 1]!, d[k + 2]!, ep, tier);
+      // the request side (removeEntry) does not touch emap: `o` stays valid
+      const d = this.emap.words;
+      for (let q = o + 4; q < o + 4 + ERQ * d[o + 3]!; q += ERQ)
+        this.removeEntry(d[q]!, d[q + 1]!, d[q + 2]!, ep, tier);
     }
     return miss ? this.drop("unknown_engine_key") : null;
   }
