@@ -5,7 +5,6 @@ import { U64 } from "../events/msgpack.js";
 import { hashesFromBigInts, hashesToBigInts } from "../events/types.js";
 import { KvBlockIndex } from "./index.js";
 import { modelRootKey, promptKeys } from "./request-keys.js";
-import { U64Map } from "./u64-map.js";
 
 const M = "model-a";
 const toks = (n: number, start = 1) => Uint32Array.from({ length: n }, (_, i) => start + i);
@@ -33,67 +32,6 @@ function match(idx: KvBlockIndex, prompt: Uint32Array, ep: string, model = M) {
   const s = idx.findEndpoint(ep);
   return s === undefined ? { blocks: 0, score: 0 } : { blocks: r.blocks[s]!, score: r.score[s]! };
 }
-
-describe("U64Map", () => {
-  it("agrees with a Map<bigint> reference under random inserts and deletes", () => {
-    const m = new U64Map(16);
-    const ref = new Map<bigint, number>();
-    let x = 12345;
-    const rnd = () => {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      return x;
-    };
-    for (let i = 0; i < 20000; i++) {
-      const hi = rnd() % 4; // few distinct his → collisions in probing
-      const lo = rnd() % 3000;
-      const k = (BigInt(hi) << 32n) | BigInt(lo);
-      if (rnd() % 3 === 0) {
-        assert.equal(m.delete(hi, lo), ref.delete(k));
-      } else {
-        m.set(hi, lo, i);
-        ref.set(k, i);
-      }
-    }
-    assert.equal(m.size, ref.size);
-    for (const [k, v] of ref) assert.equal(m.get(Number(k >> 32n), Number(k & 0xffffffffn)), v);
-    assert.equal(m.get(9, 9), -1);
-  });
-});
-
-describe("U64Map payload", () => {
-  it("keeps each key's payload through inserts, backward-shift deletes, growth and widening", () => {
-    const m = new U64Map(16, 2);
-    const ref = new Map<number, number>();
-    let x = 777;
-    const rnd = () => {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      return x;
-    };
-    const check = () => {
-      assert.equal(m.size, ref.size);
-      for (const [lo, v] of ref) {
-        const o = m.find(lo % 5, lo);
-        assert.ok(o >= 0);
-        const d = m.words;
-        assert.deepEqual([d[o + 2], d[o + 3], d[o + 4]], [v, v ^ lo, ~v]);
-      }
-    };
-    for (let i = 0; i < 5000; i++) {
-      const lo = rnd() % 700;
-      if (rnd() % 3 === 0) assert.equal(m.delete(lo % 5, lo), ref.delete(lo));
-      else {
-        const o = m.set(lo % 5, lo, i);
-        m.words[o + 3] = i ^ lo;
-        m.words[o + 4] = ~i;
-        ref.set(lo, i);
-      }
-    }
-    check();
-    m.widen(4);
-    assert.equal(m.payload, 4);
-    check();
-  });
-});
 
 describe("KvBlockIndex", () => {
   it("indexes a stored chain for its endpoint only, and continues it through the parent's engine key", () => {

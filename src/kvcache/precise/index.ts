@@ -26,19 +26,21 @@
  *   event side and the request side.
  *
  * Layout (ingestion and lookup allocate nothing per event; the index is larger than the CPU
- * caches, so the layout is chosen for few random memory accesses):
- * - request keys: a hash table ({@link U64Map}) from the key to a record of a CLOCK slab,
- *   `[hi, lo, flags, count, entries…]` (key, CLOCK bit and entries on the same cache lines);
- * - engine keys: a hash table whose slots hold the request keys themselves (and, as a hint, the
- *   index of each one's record), pointing into a second CLOCK slab `[hi, lo, flags]` that only
- *   keeps the CLOCK order: `BlockRemoved` costs two dependent memory accesses (engine slot, then
- *   request record and slot together);
- * - storing a block first reads, back to back, every hash-table line it will touch (new keys
- *   and the keys the CLOCK hands will evict), so that their cache misses overlap.
+ * caches, so the layout is chosen for few random memory accesses): request keys and engine keys
+ * each live in a {@link ClockTable} — records in CLOCK order (a new key takes the record just
+ * evicted at the hand, so records are written nearly sequentially) plus a compact fingerprint
+ * index (11 to 21 bytes per key, which the CPU caches hold far better than the records), so
+ * that looking up a new key, adding it and evicting the victim read no record at random.
+ * - request record: `[hi, lo, flags, count, (endpoint << 8 | tier, generation) × podCacheSize]`;
+ * - engine record: `[hi, lo, flags, span, (request hi, lo, request record) × span capacity]`,
+ *   the request record being a hint (checked against the key) that spares `BlockRemoved` a
+ *   lookup;
+ * - storing a block first reads, back to back, every index line it will touch (new keys and the
+ *   keys the CLOCK hands will evict), so that their cache misses overlap.
  */
 import type { BlockRemovedEvent, BlockStoredEvent, KvEvent } from "../events/types.js";
+import { ClockTable } from "./clock-table.js";
 import { chainKeysInto, modelRootKey } from "./request-keys.js";
-import { U64Map } from "./u64-map.js";
 
 /** Tier weights of LongestPrefix (reference/engine.md §4.4). */
 export const DEFAULT_TIER_WEIGHTS: Readonly<Record<string, number>> = { gpu: 1.0, cpu: 0.8 };
@@ -109,113 +111,10 @@ export interface IndexStats {
 }
 
 const NONE = -1;
-/** Words of a slab record before its payload: `[hi, lo, flags]`. */
+/** Words of a record before its payload: `[hi, lo, flags]` (see clock-table.ts). */
 const HDR = 3;
 /** Words per request key in an engine record: `[hi, lo, request record]`. */
 const ERQ = 3;
-
-/**
- * Records with a 64-bit key each and CLOCK (second-chance) replacement, an approximation of
- * LRU that costs one write per touch. Record s occupies `stride` words at `s·stride`:
- * `[hi, lo, flags, payload…]` (flags: 1 = used, 2 = referenced since the hand last passed), so
- * the key, the CLOCK bit and the payload of a record share cache lines. A released record is
- * reused first (LIFO), so the record of a new key is usually the one just evicted at the hand.
- */
-class ClockSlab {
-  cap: number;
-  stride: number;
-  d: Int32Array;
-  private free: number[] = [];
-  private used = 0;
-  private hand = 0;
-  count = 0;
-
-  constructor(initial: number, stride: number) {
-    this.cap = initial;
-    this.stride = stride;
-    this.d = new Int32Array(stride * initial);
-  }
-
-  /** Allocates a referenced record; returns -1 when the slab must grow first. */
-  alloc(hi: number, lo: number): number {
-    let s: number;
-    if (this.free.length > 0) s = this.free.pop()!;
-    else if (this.used < this.cap) s = this.used++;
-    else return NONE;
-    const o = this.stride * s;
-    this.d[o] = hi;
-    this.d[o + 1] = lo;
-    this.d[o + 2] = 3;
-    this.count++;
-    return s;
-  }
-
-  release(s: number): void {
-    this.d[this.stride * s + 2] = 0;
-    this.free.push(s);
-    this.count--;
-  }
-
-  touch(s: number): void {
-    this.d[this.stride * s + 2] = 3;
-  }
-
-  /** The record to evict: the first used one after the hand not referenced since the last pass. */
-  victim(): number {
-    const d = this.d;
-    const n = this.used;
-    const w = this.stride;
-    for (;;) {
-      if (this.hand >= n) this.hand = 0;
-      const o = w * this.hand + 2;
-      const f = d[o]!;
-      if (f === 1) return this.hand++;
-      if (f === 3) d[o] = 1;
-      this.hand++;
-    }
-  }
-
-  /**
-   * The record {@link victim} would most likely return, found without changing anything (a
-   * short scan for an unreferenced record); -1 when not found quickly. A hint only.
-   */
-  peekVictim(): number {
-    const d = this.d;
-    const n = this.used;
-    const w = this.stride;
-    let h = this.hand;
-    for (let k = 0; k < 4; k++, h++) {
-      if (h >= n) h = 0;
-      if (d[w * h + 2] === 1) return h;
-    }
-    return NONE;
-  }
-
-  hi(s: number): number {
-    return this.d[this.stride * s]! >>> 0;
-  }
-
-  lo(s: number): number {
-    return this.d[this.stride * s + 1]! >>> 0;
-  }
-
-  growTo(c: number): void {
-    const nd = new Int32Array(this.stride * c);
-    nd.set(this.d);
-    this.d = nd;
-    this.cap = c;
-  }
-
-  /** Widens every record to `stride` words (payload copied, the rest zero). */
-  restride(stride: number): void {
-    const old = this.d;
-    const w = this.stride;
-    const nd = new Int32Array(stride * this.cap);
-    for (let s = 0; s < this.used; s++) nd.set(old.subarray(w * s, w * s + w), stride * s);
-    this.d = nd;
-    this.stride = stride;
-  }
-}
 
 function grown<T extends Uint32Array | Int32Array | Uint8Array | Float64Array>(a: T, n: number): T {
   const b = new (a.constructor as new (n: number) => T)(n);
@@ -233,22 +132,17 @@ export class KvBlockIndex {
   readonly maxSpan: number;
 
   // request keys → entries
-  private readonly rmap = new U64Map(1024);
   /** per request key: `[hi, lo, flags, count, (endpoint << 8 | tier, generation) × podCacheSize]` */
-  private readonly rslab: ClockSlab;
+  private readonly rtab: ClockTable;
 
   // engine keys → request keys
   /**
-   * engine key → eslab record, with the request keys in the slot itself (payload
-   * `[span, (request hi, lo, request record) × espanCap]`): one memory access per engine key.
-   * The request record index is a hint (checked against the key, which may have been evicted
-   * since) that spares `BlockRemoved` a hash lookup. One spare word makes a 1:1 slot 32 bytes,
-   * so that no slot straddles two cache lines.
+   * per engine key: `[hi, lo, flags, span, (request hi, lo, request record) × espanCap]`; the
+   * request record is a hint (checked against the key, which may have been evicted since) that
+   * spares `BlockRemoved` a lookup
    */
-  private readonly emap = new U64Map(1024, 2 + ERQ);
-  /** per engine key: `[hi, lo, flags]`, in CLOCK order */
-  private readonly eslab: ClockSlab;
-  /** request keys an engine slot has room for (grows up to maxSpan on demand) */
+  private readonly etab: ClockTable;
+  /** request keys an engine record has room for (grows up to maxSpan on demand) */
   private espanCap = 1;
 
   // endpoints
@@ -302,8 +196,8 @@ export class KvBlockIndex {
       throw new RangeError("1 ≤ maxSpan ≤ 255, maxKeys ≥ 1 and maxEngineKeys ≥ 1 required");
     }
     this.tierWeights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
-    this.rslab = new ClockSlab(Math.min(1024, this.maxKeys), HDR + 1 + 2 * this.podCacheSize);
-    this.eslab = new ClockSlab(Math.min(1024, this.maxEngineKeys), HDR);
+    this.rtab = new ClockTable(Math.min(1024, this.maxKeys), HDR + 1 + 2 * this.podCacheSize);
+    this.etab = new ClockTable(Math.min(1024, this.maxEngineKeys), HDR + 1 + ERQ * this.espanCap);
   }
 
   // ------------------------------------------------------------ endpoints and tiers
@@ -400,32 +294,30 @@ export class KvBlockIndex {
   // ------------------------------------------------------------ request-key entries
 
   private allocReq(hi: number, lo: number): number {
-    const slab = this.rslab;
-    if (slab.count >= this.maxKeys) this.evictReq(slab.victim());
-    let s = slab.alloc(hi, lo);
+    const t = this.rtab;
+    if (t.count >= this.maxKeys) this.evictReq(t.victim());
+    let s = t.add(hi, lo);
     if (s === NONE) {
-      slab.growTo(Math.min(slab.cap * 2, this.maxKeys));
-      s = slab.alloc(hi, lo);
+      t.growTo(Math.min(t.cap * 2, this.maxKeys));
+      s = t.add(hi, lo);
     }
-    slab.d[slab.stride * s + HDR] = 0;
-    this.rmap.set(hi, lo, s);
+    t.d[t.stride * s + HDR] = 0;
     return s;
   }
 
   private evictReq(s: number): void {
-    this.rmap.delete(this.rslab.hi(s), this.rslab.lo(s));
-    this.rslab.release(s);
+    this.rtab.remove(s);
     this.st.keysEvicted++;
   }
 
   /** Adds (or refreshes) the entry (ep, tier) of request key (hi, lo); returns its record. */
   private addEntry(hi: number, lo: number, ep: number, tier: number): number {
-    let s = this.rmap.get(hi, lo);
+    let s = this.rtab.find(hi, lo);
     if (s === NONE) s = this.allocReq(hi, lo);
-    else this.rslab.touch(s);
+    else this.rtab.touch(s);
     const K = this.podCacheSize;
-    const d = this.rslab.d;
-    const base = this.rslab.stride * s + HDR;
+    const d = this.rtab.d;
+    const base = this.rtab.stride * s + HDR;
     const gen = this.podGen[ep]! | 0;
     const pt = (ep << 8) | tier;
     let cnt = d[base]!;
@@ -466,20 +358,20 @@ export class KvBlockIndex {
    * -1 when the key is not indexed.
    */
   private reqRecord(hi: number, lo: number, hint: number): number {
-    const d = this.rslab.d;
-    const o = this.rslab.stride * hint;
-    // the key's hash-table line (needed by the delete that usually follows) is read alongside
-    // the hinted record: the two misses overlap
-    this.sink ^= this.rmap.probe(hi, lo);
+    const d = this.rtab.d;
+    const o = this.rtab.stride * hint;
+    // the key's index group (needed by the removal that usually follows) is read alongside the
+    // hinted record: the two misses overlap
+    this.sink ^= this.rtab.probe(hi, lo);
     if (d[o] === (hi | 0) && d[o + 1] === (lo | 0) && d[o + 2] !== 0) return hint;
-    return this.rmap.get(hi, lo);
+    return this.rtab.find(hi, lo);
   }
 
   private removeEntry(hi: number, lo: number, hint: number, ep: number, tier: number): void {
     const s = this.reqRecord(hi, lo, hint);
     if (s === NONE) return;
-    const d = this.rslab.d;
-    const base = this.rslab.stride * s + HDR;
+    const d = this.rtab.d;
+    const base = this.rtab.stride * s + HDR;
     const cnt = d[base]!;
     const pt = (ep << 8) | tier;
     const end = base + 1 + 2 * cnt;
@@ -489,10 +381,7 @@ export class KvBlockIndex {
         d.copyWithin(j, j + 2, end);
         d[base] = cnt - 1;
         if (!stale) this.st.blocksRemoved++;
-        if (cnt === 1) {
-          this.rmap.delete(hi, lo);
-          this.rslab.release(s);
-        }
+        if (cnt === 1) this.rtab.remove(s);
         return;
       }
     }
@@ -500,10 +389,10 @@ export class KvBlockIndex {
 
   // ------------------------------------------------------------ engine keys
 
-  /** Widens engine slots to hold `span` request keys. */
+  /** Widens engine records to hold `span` request keys. */
   private growSpan(span: number): void {
     this.espanCap = span;
-    this.emap.widen(1 + ERQ * span);
+    this.etab.restride(HDR + 1 + ERQ * span);
   }
 
   /**
@@ -519,54 +408,49 @@ export class KvBlockIndex {
     ep: number,
     tier: number,
   ): void {
-    const emap = this.emap;
-    const slab = this.eslab;
-    let o = emap.find(hi, lo);
-    if (o === NONE) {
-      if (slab.count >= this.maxEngineKeys) {
-        const t = slab.victim();
-        emap.delete(slab.hi(t), slab.lo(t));
-        slab.release(t);
-      }
-      let s = slab.alloc(hi, lo);
+    const t = this.etab;
+    let s = t.find(hi, lo);
+    if (s === NONE) {
+      if (t.count >= this.maxEngineKeys) t.remove(t.victim());
+      s = t.add(hi, lo);
       if (s === NONE) {
-        slab.growTo(Math.min(slab.cap * 2, this.maxEngineKeys));
-        s = slab.alloc(hi, lo);
+        t.growTo(Math.min(t.cap * 2, this.maxEngineKeys));
+        s = t.add(hi, lo);
       }
-      o = emap.set(hi, lo, s);
     } else {
-      slab.touch(emap.words[o + 2]!);
+      t.touch(s);
     }
-    // the request side (addEntry) does not touch emap: `o` stays valid
-    const d = emap.words;
-    d[o + 3] = span;
+    // the request side (addEntry) does not touch etab
+    const o = t.stride * s + HDR;
+    t.d[o] = span;
     for (let k = 0; k < span; k++) {
       const rh = keys[2 * (from + k)]!;
       const rl = keys[2 * (from + k) + 1]!;
-      const q = o + 4 + ERQ * k;
+      const r = this.addEntry(rh, rl, ep, tier);
+      const q = o + 1 + ERQ * k;
+      const d = t.d;
       d[q] = rh;
       d[q + 1] = rl;
-      d[q + 2] = this.addEntry(rh, rl, ep, tier);
+      d[q + 2] = r;
     }
   }
 
   /**
-   * Reads, back to back, the hash-table lines that storing engine block `i` of an event will
-   * touch (its engine key, its request keys, and the keys the CLOCK hands will probably evict),
-   * so that their cache misses overlap instead of being taken one after the other.
+   * Reads, back to back, the index lines that storing engine block `i` of an event will touch
+   * (its engine key, its request keys, and the keys the CLOCK hands will probably evict), so
+   * that their cache misses overlap instead of being taken one after the other.
    */
   private prefetchBlock(eh: number, el: number, keys: Uint32Array, from: number, span: number): void {
-    const es = this.eslab;
-    const rs = this.rslab;
-    const ev = es.count >= this.maxEngineKeys ? es.peekVictim() : NONE;
-    const rv = rs.count >= this.maxKeys ? rs.peekVictim() : NONE;
+    const et = this.etab;
+    const rt = this.rtab;
+    const ev = et.count >= this.maxEngineKeys ? et.peekVictim() : NONE;
+    const rv = rt.count >= this.maxKeys ? rt.peekVictim() : NONE;
     const kh = keys[2 * from]!;
     const kl = keys[2 * from + 1]!;
     let x =
-      this.emap.probe2(eh, el, ev === NONE ? eh : es.hi(ev), ev === NONE ? el : es.lo(ev)) ^
-      this.rmap.probe2(kh, kl, rv === NONE ? kh : rs.hi(rv), rv === NONE ? kl : rs.lo(rv));
-    for (let k = from + 1; k < from + span; k++)
-      x ^= this.rmap.probe2(keys[2 * k]!, keys[2 * k + 1]!, kh, kl);
+      et.probe2(eh, el, ev === NONE ? eh : et.hi(ev), ev === NONE ? el : et.lo(ev)) ^
+      rt.probe2(kh, kl, rv === NONE ? kh : rt.hi(rv), rv === NONE ? kl : rt.lo(rv));
+    for (let k = from + 1; k < from + span; k++) x ^= rt.probe2(keys[2 * k]!, keys[2 * k + 1]!, kh, kl);
     this.sink ^= x;
   }
 
@@ -595,13 +479,15 @@ export class KvBlockIndex {
       // tier-only store (e.g. CPU offload): resolve through known engine keys
       let miss = false;
       for (let i = 0; i < nE; i++) {
-        const o = this.emap.find(hashes[2 * i]!, hashes[2 * i + 1]!);
-        if (o === NONE) {
+        const et = this.etab;
+        const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
+        if (s === NONE) {
           miss = true;
           continue;
         }
-        const d = this.emap.words;
-        for (let q = o + 4; q < o + 4 + ERQ * d[o + 3]!; q += ERQ)
+        const d = et.d;
+        const o = et.stride * s + HDR;
+        for (let q = o + 1; q < o + 1 + ERQ * d[o]!; q += ERQ)
           d[q + 2] = this.addEntry(d[q]!, d[q + 1]!, ep, tier);
       }
       return miss ? this.drop("unknown_engine_key") : null;
@@ -620,10 +506,12 @@ export class KvBlockIndex {
       ph = r[0];
       pl = r[1];
     } else {
-      const o = this.emap.find(parent.hi, parent.lo);
-      if (o === NONE) return this.drop("unknown_parent");
-      const d = this.emap.words;
-      const last = o + 4 + ERQ * (d[o + 3]! - 1);
+      const et = this.etab;
+      const p = et.find(parent.hi, parent.lo);
+      if (p === NONE) return this.drop("unknown_parent");
+      const d = et.d;
+      const o = et.stride * p + HDR;
+      const last = o + 1 + ERQ * (d[o]! - 1);
       ph = d[last]!;
       pl = d[last + 1]!;
     }
@@ -647,14 +535,16 @@ export class KvBlockIndex {
     const tier = this.tierId(e.medium);
     let miss = false;
     for (let i = 0; i < hashes.length >>> 1; i++) {
-      const o = this.emap.find(hashes[2 * i]!, hashes[2 * i + 1]!);
-      if (o === NONE) {
+      const et = this.etab;
+      const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
+      if (s === NONE) {
         miss = true;
         continue;
       }
-      // the request side (removeEntry) does not touch emap: `o` stays valid
-      const d = this.emap.words;
-      for (let q = o + 4; q < o + 4 + ERQ * d[o + 3]!; q += ERQ)
+      // the request side (removeEntry) does not touch etab
+      const d = et.d;
+      const o = et.stride * s + HDR;
+      for (let q = o + 1; q < o + 1 + ERQ * d[o]!; q += ERQ)
         this.removeEntry(d[q]!, d[q + 1]!, d[q + 2]!, ep, tier);
     }
     return miss ? this.drop("unknown_engine_key") : null;
@@ -679,10 +569,10 @@ export class KvBlockIndex {
     score.fill(0, 0, n);
     blocks.fill(0, 0, n);
     last.fill(-1, 0, n);
-    const d = this.rslab.d;
-    const stride = this.rslab.stride;
+    const d = this.rtab.d;
+    const stride = this.rtab.stride;
     for (let i = 0; i < nKeys; i++) {
-      const s = this.rmap.get(keys[2 * i]!, keys[2 * i + 1]!);
+      const s = this.rtab.find(keys[2 * i]!, keys[2 * i + 1]!);
       if (s === NONE) break;
       const base = s * stride + HDR;
       const end = base + 1 + 2 * d[base]!;
@@ -711,12 +601,12 @@ export class KvBlockIndex {
 
   /** Number of live (endpoint, tier) entries of a request key for an endpoint (tests, doctor). */
   entriesOf(hi: number, lo: number, endpointId: string): string[] {
-    const s = this.rmap.get(hi, lo);
+    const s = this.rtab.find(hi, lo);
     const ep = this.slotById.get(endpointId);
     if (s === NONE || ep === undefined) return [];
     const out: string[] = [];
-    const d = this.rslab.d;
-    const base = s * this.rslab.stride + HDR;
+    const d = this.rtab.d;
+    const base = s * this.rtab.stride + HDR;
     const names = [...this.tierIds.keys()];
     for (let j = base + 1; j < base + 1 + 2 * d[base]!; j += 2) {
       const e = d[j]!;
@@ -729,8 +619,8 @@ export class KvBlockIndex {
   stats(): IndexStats {
     return {
       ...this.st,
-      keys: this.rslab.count,
-      engineKeys: this.eslab.count,
+      keys: this.rtab.count,
+      engineKeys: this.etab.count,
       drops: { ...this.st.drops },
     };
   }
