@@ -7,6 +7,11 @@
  *    one `BlockRemoved` per 4 stores, into an index at steady state (bounded at 2^18 request keys,
  *    already full, so inserts evict). Measured (a) index only, from decoded events, and
  *    (b) end to end from msgpack payloads (decode + index), batches of 16 events.
+ *    Extra lines (not the target's worst case): a realistic mix — per request a prefill
+ *    `BlockStored` of 8–128 blocks (half of them continuing an earlier sequence of the endpoint),
+ *    then 0–16 decode `BlockStored` events of one block; each endpoint's engine holds 2,048
+ *    blocks and removes its oldest one (`BlockRemoved`, one hash) for each block beyond. Counted
+ *    per block stored or removed, into an index warmed with the same mix.
  * 2. Lookup of an 8k-token prompt against 64 endpoints, p50 (target ≤ 100 µs): (a) LongestPrefix
  *    over precomputed request keys, (b) request-key computation + LongestPrefix, cold (every
  *    block hashed), (c) the same through the producer's PromptKeyCache for a multi-turn shape
@@ -176,6 +181,154 @@ function ingestEndToEnd(): { wall: number; cpu: number } {
   return { wall: blocks / t.wall, cpu: blocks / t.cpu };
 }
 
+/**
+ * The realistic mix (see module doc), compact like {@link Stream}: event i has `nb[i]` blocks
+ * whose hashes start at pair `off[i]` (and, for stores, tokens at `off[i]·BS`).
+ */
+interface MixStream {
+  n: number;
+  blocks: number;
+  ep: Int32Array;
+  kind: Uint8Array; // 0 stored, 1 removed
+  nb: Int32Array;
+  off: Int32Array;
+  parent: Int32Array; // block whose hash is the parent, -1 = none
+  hash: Uint32Array; // pair per block
+  tokens: Uint32Array; // BS per block
+}
+
+const MIX_ENGINE_BLOCKS = 2048;
+
+function makeMixStream(minBlocks: number): MixStream {
+  const ep: number[] = [];
+  const kind: number[] = [];
+  const nb: number[] = [];
+  const off: number[] = [];
+  const parent: number[] = [];
+  let nBlocks = 0; // block ids (stored blocks; removed ones refer to them)
+  const cap = minBlocks + 256;
+  const hash = new Uint32Array(2 * cap);
+  const toks = new Uint32Array(cap * BS);
+  const cached: number[][] = Array.from({ length: ENDPOINTS }, () => []); // per endpoint, FIFO
+  const live = new Uint8Array(cap);
+  const seqEnds: number[][] = Array.from({ length: ENDPOINTS }, () => []);
+  let blockEvents = 0;
+  const store = (e: number, n: number, par: number) => {
+    const first = nBlocks;
+    for (let b = 0; b < n; b++) {
+      hash.set(pair(nBlocks), 2 * nBlocks);
+      for (let k = 0; k < BS; k++) toks[nBlocks * BS + k] = rnd() % 150_000;
+      live[nBlocks] = 1;
+      cached[e]!.push(nBlocks++);
+    }
+    ep.push(e);
+    kind.push(0);
+    nb.push(n);
+    off.push(first);
+    parent.push(par);
+    blockEvents += n;
+    // the engine evicts its oldest blocks beyond its capacity
+    while (cached[e]!.length > MIX_ENGINE_BLOCKS) {
+      const old = cached[e]!.shift()!;
+      live[old] = 0;
+      ep.push(e);
+      kind.push(1);
+      nb.push(1);
+      off.push(old);
+      parent.push(-1);
+      blockEvents++;
+    }
+    return nBlocks - 1;
+  };
+  while (nBlocks + 128 + 16 < cap && blockEvents < minBlocks) {
+    const e = rnd() % ENDPOINTS;
+    const ends = seqEnds[e]!;
+    const cont = ends.filter((b) => live[b] === 1);
+    const par = cont.length > 0 && rnd() % 2 === 0 ? cont[rnd() % cont.length]! : -1;
+    let last = store(e, 8 + (rnd() % 121), par);
+    const decode = rnd() % 17;
+    for (let d = 0; d < decode && nBlocks + 1 < cap; d++) last = store(e, 1, last);
+    ends.push(last);
+    if (ends.length > 8) ends.shift();
+  }
+  return {
+    n: ep.length,
+    blocks: blockEvents,
+    ep: Int32Array.from(ep),
+    kind: Uint8Array.from(kind),
+    nb: Int32Array.from(nb),
+    off: Int32Array.from(off),
+    parent: Int32Array.from(parent),
+    hash,
+    tokens: toks,
+  };
+}
+
+function mixEventAt(st: MixStream, i: number): KvEvent {
+  const o = st.off[i]!;
+  const n = st.nb[i]!;
+  const blockHashes = st.hash.subarray(2 * o, 2 * (o + n));
+  if (st.kind[i] === 1) return { type: "BlockRemoved", blockHashes, medium: "GPU", groupIdx: null };
+  const p = st.parent[i]!;
+  return {
+    type: "BlockStored",
+    blockHashes,
+    parentBlockHash: p < 0 ? null : new U64(st.hash[2 * p]!, st.hash[2 * p + 1]!),
+    tokenIds: st.tokens.subarray(o * BS, (o + n) * BS),
+    blockSize: BS,
+    loraId: null,
+    medium: "GPU",
+    loraName: null,
+    extraKeys: null,
+    groupIdx: null,
+    kvCacheSpecKind: null,
+    kvCacheSpecSlidingWindow: null,
+  };
+}
+
+/** Index warmed with the mix (bounded at MAX_KEYS request keys). */
+function mixIndex(): KvBlockIndex {
+  const idx = new KvBlockIndex({ blockSize: BS, maxKeys: MAX_KEYS });
+  for (let i = 0; i < ENDPOINTS; i++) idx.endpointSlot(`10.0.0.${i}:8000`);
+  const warm = makeMixStream(MAX_KEYS * 2);
+  for (let i = 0; i < warm.n; i++) idx.apply(warm.ep[i]!, MODEL, mixEventAt(warm, i));
+  return idx;
+}
+
+function ingestMixIndexOnly(): { wall: number; cpu: number } {
+  const idx = mixIndex();
+  const st = makeMixStream(EVENTS * 4);
+  gc?.();
+  const t = timed(() => {
+    for (let i = 0; i < st.n; i++) idx.apply(st.ep[i]!, MODEL, mixEventAt(st, i));
+  });
+  return { wall: st.blocks / t.wall, cpu: st.blocks / t.cpu };
+}
+
+function ingestMixEndToEnd(): { wall: number; cpu: number } {
+  const st = makeMixStream(EVENTS * 4);
+  const perEp: KvEvent[][] = Array.from({ length: ENDPOINTS }, () => []);
+  for (let i = 0; i < st.n; i++) perEp[st.ep[i]!]!.push(mixEventAt(st, i));
+  const payloads: { ep: number; buf: Uint8Array }[] = [];
+  for (let ep = 0; ep < ENDPOINTS; ep++) {
+    const l = perEp[ep]!;
+    for (let i = 0; i < l.length; i += 16) {
+      const b: EventBatch = { ts: 1, events: l.slice(i, i + 16), dataParallelRank: 0 };
+      payloads.push({ ep, buf: encodeBatch(b) });
+    }
+  }
+  perEp.length = 0;
+  const idx = mixIndex();
+  gc?.();
+  const t = timed(() => {
+    for (const { ep, buf } of payloads) {
+      const { batch } = decodeBatch(buf);
+      for (const ev of batch.events) idx.apply(ep, MODEL, ev);
+    }
+  });
+  return { wall: st.blocks / t.wall, cpu: st.blocks / t.cpu };
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
@@ -256,6 +409,8 @@ const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
 for (const [label, f] of [
   ["index only        ", ingestIndexOnly],
   ["msgpack + index   ", ingestEndToEnd],
+  ["mix, index only   ", ingestMixIndexOnly],
+  ["mix, msgpack+index", ingestMixEndToEnd],
 ] as const) {
   const r = f();
   console.log(
