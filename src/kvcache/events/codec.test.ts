@@ -48,6 +48,16 @@ describe("msgpack", () => {
     assert.equal(bytes[11], 0xcd);
   });
 
+  it("decodes every fixed-size integer and float form", () => {
+    const ints = [-100, -200, -40_000, -(2 ** 31), 200, 40_000, 2 ** 32 - 1];
+    assert.deepEqual(decodeMsgpack(encodeMsgpack(ints)), ints);
+    // float32 1.5 (0xca 3fc00000), float64 −0.25, uint16 bin length
+    assert.equal(decodeMsgpack(Uint8Array.from([0xca, 0x3f, 0xc0, 0, 0])), 1.5);
+    assert.equal(decodeMsgpack(encodeMsgpack(-0.25)), -0.25);
+    const big = new Uint8Array(300).fill(7);
+    assert.deepEqual(decodeMsgpack(encodeMsgpack(big)), big);
+  });
+
   it("decodes short strings exactly through the intern cache (collisions and non-ASCII)", () => {
     const strs = Array.from({ length: 600 }, (_, i) => `s${i}`).concat([
       "GPU",

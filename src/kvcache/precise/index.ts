@@ -169,7 +169,7 @@ export class KvBlockIndex {
   private blocks = new Int32Array(64);
   private last = new Int32Array(64);
   private curW = new Float64Array(64);
-  /** sink of the early reads in {@link applyStored} (keeps them from being optimized away) */
+  /** sink of the prefetching reads (keeps them from being optimized away) */
   private sink = 0;
 
   private readonly st: IndexStats = {
