@@ -475,23 +475,7 @@ export class KvBlockIndex {
     if (nE === 0) return null;
     const tier = this.tierId(e.medium);
     const tokens = e.tokenIds;
-    if (tokens.length === 0) {
-      // tier-only store (e.g. CPU offload): resolve through known engine keys
-      let miss = false;
-      for (let i = 0; i < nE; i++) {
-        const et = this.etab;
-        const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
-        if (s === NONE) {
-          miss = true;
-          continue;
-        }
-        const d = et.d;
-        const o = et.stride * s + HDR;
-        for (let q = o + 1; q < o + 1 + ERQ * d[o]!; q += ERQ)
-          d[q + 2] = this.addEntry(d[q]!, d[q + 1]!, ep, tier);
-      }
-      return miss ? this.drop("unknown_engine_key") : null;
-    }
+    if (tokens.length === 0) return this.storeTierOnly(ep, tier, hashes, nE);
     const ebs = tokens.length / nE;
     if (!Number.isInteger(ebs) || (e.blockSize > 0 && e.blockSize !== ebs))
       return this.drop("token_count_mismatch");
@@ -527,6 +511,24 @@ export class KvBlockIndex {
       this.storeBlock(eh, el, keys, i * span, span, ep, tier);
     }
     return null;
+  }
+
+  /** A `BlockStored` without tokens (e.g. CPU offload): resolves through known engine keys. */
+  private storeTierOnly(ep: number, tier: number, hashes: Uint32Array, nE: number): DropReason | null {
+    let miss = false;
+    for (let i = 0; i < nE; i++) {
+      const et = this.etab;
+      const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
+      if (s === NONE) {
+        miss = true;
+        continue;
+      }
+      const d = et.d;
+      const o = et.stride * s + HDR;
+      for (let q = o + 1; q < o + 1 + ERQ * d[o]!; q += ERQ)
+        d[q + 2] = this.addEntry(d[q]!, d[q + 1]!, ep, tier);
+    }
+    return miss ? this.drop("unknown_engine_key") : null;
   }
 
   /** See {@link apply}. */
