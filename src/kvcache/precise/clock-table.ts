@@ -41,7 +41,10 @@ function hash(hi: number, lo: number): number {
   return h ^ (h >>> 16);
 }
 
-/** A non-zero 16-bit fingerprint of hash `h` (independent of its low bits, which pick the group). */
+/**
+ * A non-zero 16-bit fingerprint of hash `h`: the high bits of a second mix (the low bits of `h`
+ * pick the group).
+ */
 function fingerprint(h: number): number {
   return Math.imul(h, 0x2c1b3c6d) >>> 16 || 1;
 }
