@@ -308,9 +308,6 @@ function chainKeysJs(
   return n;
 }
 
-/** Whether {@link chainKeysInto} runs in WebAssembly (tests). */
-export const chainInWasm = wasm !== null;
-
 /** {@link chainKeysInto} forced onto the JS path (tests: both paths must agree). */
 export function chainKeysIntoJs(
   parentHi: number,
