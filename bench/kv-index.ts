@@ -155,12 +155,11 @@ function ingestIndexOnly(): { wall: number; cpu: number } {
   return { wall: st.n / t.wall, cpu: st.n / t.cpu };
 }
 
-function ingestEndToEnd(): { wall: number; cpu: number } {
-  const st = makeStream(EVENTS);
-  // batches of 16 events of one endpoint, as one engine step would publish
+/** msgpack payloads of `n` events: batches of 16 events of one endpoint, as one engine step would publish. */
+function encodePayloads(n: number, epOf: (i: number) => number, at: (i: number) => KvEvent): Payload[] {
   const perEp: KvEvent[][] = Array.from({ length: ENDPOINTS }, () => []);
-  for (let i = 0; i < st.n; i++) perEp[st.ep[i]!]!.push(eventAt(st, i));
-  const payloads: { ep: number; buf: Uint8Array }[] = [];
+  for (let i = 0; i < n; i++) perEp[epOf(i)]!.push(at(i));
+  const payloads: Payload[] = [];
   for (let ep = 0; ep < ENDPOINTS; ep++) {
     const l = perEp[ep]!;
     for (let i = 0; i < l.length; i += 16) {
@@ -168,9 +167,20 @@ function ingestEndToEnd(): { wall: number; cpu: number } {
       payloads.push({ ep, buf: encodeBatch(b) });
     }
   }
-  perEp.length = 0;
-  const blocks = st.n;
-  const idx = steadyIndex();
+  return payloads;
+}
+
+interface Payload {
+  ep: number;
+  buf: Uint8Array;
+}
+
+/** Decodes and applies every payload; timed after a GC. Returns blocks per wall- and CPU-second. */
+function ingestPayloads(
+  idx: KvBlockIndex,
+  payloads: Payload[],
+  blocks: number,
+): { wall: number; cpu: number } {
   gc?.();
   const t = timed(() => {
     for (const { ep, buf } of payloads) {
@@ -179,6 +189,16 @@ function ingestEndToEnd(): { wall: number; cpu: number } {
     }
   });
   return { wall: blocks / t.wall, cpu: blocks / t.cpu };
+}
+
+function ingestEndToEnd(): { wall: number; cpu: number } {
+  const st = makeStream(EVENTS);
+  const payloads = encodePayloads(
+    st.n,
+    (i) => st.ep[i]!,
+    (i) => eventAt(st, i),
+  );
+  return ingestPayloads(steadyIndex(), payloads, st.n);
 }
 
 /**
@@ -307,26 +327,12 @@ function ingestMixIndexOnly(): { wall: number; cpu: number } {
 
 function ingestMixEndToEnd(): { wall: number; cpu: number } {
   const st = makeMixStream(EVENTS * 4);
-  const perEp: KvEvent[][] = Array.from({ length: ENDPOINTS }, () => []);
-  for (let i = 0; i < st.n; i++) perEp[st.ep[i]!]!.push(mixEventAt(st, i));
-  const payloads: { ep: number; buf: Uint8Array }[] = [];
-  for (let ep = 0; ep < ENDPOINTS; ep++) {
-    const l = perEp[ep]!;
-    for (let i = 0; i < l.length; i += 16) {
-      const b: EventBatch = { ts: 1, events: l.slice(i, i + 16), dataParallelRank: 0 };
-      payloads.push({ ep, buf: encodeBatch(b) });
-    }
-  }
-  perEp.length = 0;
-  const idx = mixIndex();
-  gc?.();
-  const t = timed(() => {
-    for (const { ep, buf } of payloads) {
-      const { batch } = decodeBatch(buf);
-      for (const ev of batch.events) idx.apply(ep, MODEL, ev);
-    }
-  });
-  return { wall: st.blocks / t.wall, cpu: st.blocks / t.cpu };
+  const payloads = encodePayloads(
+    st.n,
+    (i) => st.ep[i]!,
+    (i) => mixEventAt(st, i),
+  );
+  return ingestPayloads(mixIndex(), payloads, st.blocks);
 }
 
 function percentile(xs: number[], p: number): number {

@@ -9,8 +9,7 @@
  * Here a series is looked up once per label set and `inc`/`dec`/`set` only add to a number.
  */
 import type { Registry } from "prom-client";
-
-type Labels = Readonly<Record<string, string>>;
+import { type Labels, SeriesCache } from "./series-cache.js";
 
 /** One labelled counter series. */
 export interface CounterSeries {
@@ -45,20 +44,18 @@ class CounterSeriesImpl extends Series {
   }
 }
 
-/** Series beyond this many label sets are still recorded but no longer cached by key. */
-const MAX_SERIES = 10_000;
-
 abstract class FastMetric<S extends Series> {
   readonly aggregator = "sum";
   abstract readonly type: "counter" | "gauge";
-  private readonly series = new Map<string, S>();
+  private readonly series: SeriesCache<S>;
 
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly labelNames: readonly string[],
+    labelNames: readonly string[],
     registers: Registry[],
   ) {
+    this.series = new SeriesCache(labelNames, (l) => this.make(l));
     for (const r of registers) r.registerMetric(this as never);
   }
 
@@ -66,16 +63,7 @@ abstract class FastMetric<S extends Series> {
 
   /** The series of a label set (created on first use; label order = `labelNames`). */
   labels(labels: Labels): S {
-    let key = "";
-    for (const n of this.labelNames) key += `${labels[n] ?? ""}\u0000`;
-    let s = this.series.get(key);
-    if (s === undefined) {
-      const own: Record<string, string> = {};
-      for (const n of this.labelNames) own[n] = labels[n] ?? "";
-      s = this.make(own);
-      if (this.series.size < MAX_SERIES) this.series.set(key, s);
-    }
-    return s;
+    return this.series.get(labels);
   }
 
   /** Zeroes every series (series objects handed out stay valid). */

@@ -9,13 +9,12 @@
  * the bucket labels, as Go's client_golang (llm-d) and Python's prometheus_client (vLLM) write it.
  */
 import type { Registry } from "prom-client";
+import { type Labels, SeriesCache } from "./series-cache.js";
 
 /** One labelled series. */
 export interface FastSeries {
   observe(value: number): void;
 }
-
-type Labels = Readonly<Record<string, string>>;
 
 class Series implements FastSeries {
   readonly counts: Float64Array;
@@ -41,14 +40,11 @@ class Series implements FastSeries {
   }
 }
 
-/** Series beyond this many label sets are still recorded but no longer cached by key. */
-const MAX_SERIES = 10_000;
-
 /** A histogram with any number of label sets (see file header). */
 export class FastHistogram {
   readonly type = "histogram";
   readonly aggregator = "sum";
-  private readonly series = new Map<string, Series>();
+  private readonly series: SeriesCache<Series>;
 
   /**
    * @param name metric name
@@ -61,24 +57,16 @@ export class FastHistogram {
     readonly name: string,
     readonly help: string,
     private readonly bounds: readonly number[],
-    private readonly labelNames: readonly string[] = [],
+    labelNames: readonly string[] = [],
     registers: Registry[] = [],
   ) {
+    this.series = new SeriesCache(labelNames, (l) => new Series(l, bounds));
     for (const r of registers) r.registerMetric(this as never);
   }
 
   /** The series of a label set (created on first use). */
   labels(labels: Labels): FastSeries {
-    let key = "";
-    for (const n of this.labelNames) key += `${labels[n] ?? ""}\u0000`;
-    let s = this.series.get(key);
-    if (s === undefined) {
-      const own: Record<string, string> = {};
-      for (const n of this.labelNames) own[n] = labels[n] ?? "";
-      s = new Series(own, this.bounds);
-      if (this.series.size < MAX_SERIES) this.series.set(key, s);
-    }
-    return s;
+    return this.series.get(labels);
   }
 
   /** `observe(value)` for an unlabelled histogram, `observe(labels, value)` otherwise. */
