@@ -14,6 +14,12 @@
  *   unknown, and children of them will be dropped as `unknown_parent` (counted).
  * - Joining with a first seq > 0 triggers a replay from 0 when a replay endpoint is configured
  *   and `replayOnJoin` (default true); otherwise it is counted as a late join.
+ * - **Catch-up at connection** (same conditions): when the SUB's ZMTP handshake with the
+ *   publisher completes before any batch arrived, a replay from 0 fetches what the publisher
+ *   sent before the subscription existed (a PUB drops messages for subscribers it does not know
+ *   yet — ZMQ's "slow joiner"). Without it, an endpoint that published once and then went quiet
+ *   would stay unknown to the index with no later seq to reveal the gap. Counted in `catchUps`
+ *   (not `replays`), events `catch-up` (0) and `replay-done`; option `catchUpOnConnect`.
  * - A seq that goes backwards means the publisher restarted: the endpoint is cleared (counted).
  * - Every outcome is counted in {@link SubscriberStats} (for metrics and `llmd doctor`), and
  *   emitted as events for tests and logs: `batch` (seq), `gap` (expected, got), `replay`
@@ -56,6 +62,8 @@ export interface SubscriberStats {
   restarts: number;
   /** first seq > 0 without replay */
   lateJoins: number;
+  /** replays from 0 at connection, before any batch (see module doc) */
+  catchUps: number;
   /** drops by reason */
   drops: Record<SubscriberDropReason, number>;
   /** seq of the last applied batch (-1 = none) */
@@ -82,6 +90,11 @@ export interface KvEventSubscriberOptions {
   topicFilter?: string;
   /** replay from 0 when the first seq is > 0 (needs replayAddress); default true */
   replayOnJoin?: boolean;
+  /**
+   * replay from 0 when the connection is established before any batch arrived (needs
+   * replayAddress and replayOnJoin); default true. Tests of other replay paths turn it off.
+   */
+  catchUpOnConnect?: boolean;
   /** ms to wait to send the replay request and for each replay message; default 2000 */
   replayTimeoutMs?: number;
   /** max live batches held during a replay; default 10000 (overflow → resync) */
@@ -141,6 +154,7 @@ export class KvEventSubscriber extends EventEmitter {
       resyncs: 0,
       restarts: 0,
       lateJoins: 0,
+      catchUps: 0,
       drops: emptyDrops(),
       lastSeq: -1,
       lastBatchAt: 0,
@@ -154,9 +168,20 @@ export class KvEventSubscriber extends EventEmitter {
   /** Connects and starts receiving. Connection is asynchronous (ZMQ reconnects by itself). */
   start(): void {
     if (this.loop) return;
+    if (this.opts.replayAddress && this.replayOnJoin && this.opts.catchUpOnConnect !== false)
+      this.sub.events.on("handshake", () => this.onHandshake());
     this.sub.connect(this.opts.address);
     this.sub.subscribe(this.opts.topicFilter ?? KV_TOPIC_PREFIX);
     this.loop = this.receive();
+  }
+
+  /** Connection to the publisher established: catch up when nothing arrived yet (module doc). */
+  private onHandshake(): void {
+    if (this.closed || this.replaying || this.stats.lastSeq !== -1) return;
+    this.stats.catchUps++;
+    this.emit("catch-up", 0);
+    this.replaying = true;
+    this.replayRun = this.replay(0);
   }
 
   private async receive(): Promise<void> {

@@ -45,7 +45,12 @@ function waitFor(emitter: EventEmitter, event: string, pred: (...a: unknown[]) =
   });
 }
 
-async function setup(opts: { replay: boolean; encoding?: "array" | "map"; startSub?: boolean }) {
+async function setup(opts: {
+  replay: boolean;
+  encoding?: "array" | "map";
+  startSub?: boolean;
+  catchUpOnConnect?: boolean;
+}) {
   const pub = await KvEventPublisher.create({
     enable_kv_cache_events: true,
     endpoint: "tcp://127.0.0.1:*",
@@ -58,6 +63,8 @@ async function setup(opts: { replay: boolean; encoding?: "array" | "map"; startS
     endpointId: EP,
     address: pub.endpoint!,
     replayAddress: pub.replayEndpoint,
+    // the tests below exercise the other replay paths; the catch-up has its own test
+    catchUpOnConnect: opts.catchUpOnConnect ?? false,
   });
   cleanups.push(
     () => sub.close(),
@@ -248,6 +255,26 @@ describe("KV events over ZMQ", T, () => {
     assert.equal(matched(index), 4);
   });
 
+  it("catch-up at connection: batches published before the subscription existed are replayed with no later batch", async () => {
+    const { pub, index, sub } = await setup({ replay: true, startSub: false, catchUpOnConnect: true });
+    storeBlocks(pub, 0, 2);
+    await pub.flush(); // seq 0: nobody listens, and nothing follows it
+    const done = waitFor(sub, "replay-done");
+    sub.start();
+    assert.deepEqual(await done, [1]);
+    assert.equal(sub.stats.catchUps, 1);
+    assert.equal(sub.stats.replays, 0);
+    assert.equal(sub.stats.lastSeq, 0);
+    assert.equal(matched(index), 2);
+    // live flow continues
+    storeBlocks(pub, 2, 3);
+    const b1 = waitFor(sub, "batch", (s) => s === 1);
+    await pub.flush();
+    await b1;
+    assert.equal(sub.stats.gaps, 0);
+    assert.equal(matched(index), 3);
+  });
+
   it("a replay buffer that no longer reaches the gap resyncs", async () => {
     const { pub, index, sub } = await setup({ replay: true });
     storeBlocks(pub, 0, 1);
@@ -319,6 +346,7 @@ describe("KV events over ZMQ", T, () => {
       endpointId: EP,
       address: pub.endpoint!,
       replayAddress: router.lastEndpoint!,
+      catchUpOnConnect: false,
     });
     cleanups.push(
       () => sub.close(),
@@ -363,6 +391,7 @@ describe("KV events over ZMQ", T, () => {
       address: pub.endpoint!,
       replayAddress: `tcp://127.0.0.1:${port}`,
       replayTimeoutMs: 200,
+      catchUpOnConnect: false,
     });
     cleanups.push(
       () => sub.close(),
