@@ -17,6 +17,10 @@
  * (`lora_id`, `medium`, `lora_name`) are always written. In map mode the same defaults are
  * omitted and the tag is the `"type"` key. The outer batch is an array by default (vLLM keeps it
  * positional even with map events, §3.3).
+ *
+ * {@link decodeBatchFlat} decodes the common array-form batch into reused column buffers
+ * ({@link FlatBatch}) instead of event objects, for ingestion (ingest.ts); it declines any
+ * other shape, which {@link decodeBatch} then handles.
  */
 import {
   decodeMsgpack,
@@ -463,4 +467,366 @@ export function blockStored(
     kvCacheSpecSlidingWindow: null,
     ...e,
   };
+}
+
+// ---------------------------------------------------------------- flat decode (no event objects)
+
+/** Event kinds of a {@link FlatBatch}. */
+export const FLAT_STORED = 0;
+export const FLAT_REMOVED = 1;
+export const FLAT_CLEARED = 2;
+
+/**
+ * A decoded batch as columns in reusable buffers (see {@link decodeBatchFlat}): event `i` has
+ * kind `kind[i]`, engine hashes at pairs `hashes[2·hashFrom[i] ..]` (`hashCount[i]` of them) and,
+ * for `BlockStored`, tokens `tokens[tokenFrom[i] .. + tokenCount[i])`, a parent when
+ * `hasParent[i]`, a block size (0 = absent), a medium and a LoRA name. Fields the index ignores
+ * (lora_id, extra_keys, group_idx, kv_cache_spec_*, data_parallel_rank) are checked against the
+ * shapes the flat decoder handles but not kept. Valid until the next decode into it.
+ */
+export class FlatBatch {
+  ts = 0;
+  /** number of events */
+  n = 0;
+  kind = new Uint8Array(16);
+  hashFrom = new Int32Array(16);
+  hashCount = new Int32Array(16);
+  hasParent = new Uint8Array(16);
+  parentHi = new Uint32Array(16);
+  parentLo = new Uint32Array(16);
+  tokenFrom = new Int32Array(16);
+  tokenCount = new Int32Array(16);
+  blockSize = new Uint32Array(16);
+  medium: (string | null)[] = [];
+  loraName: (string | null)[] = [];
+  /** hash pairs of all events */
+  hashes = new Uint32Array(2 * 64);
+  /** tokens of all events */
+  tokens = new Uint32Array(1024);
+
+  /** Makes room for event `i`. */
+  reserveEvent(i: number): void {
+    if (i < this.kind.length) return;
+    const n = this.kind.length * 2;
+    this.kind = growTo(this.kind, n);
+    this.hashFrom = growTo(this.hashFrom, n);
+    this.hashCount = growTo(this.hashCount, n);
+    this.hasParent = growTo(this.hasParent, n);
+    this.parentHi = growTo(this.parentHi, n);
+    this.parentLo = growTo(this.parentLo, n);
+    this.tokenFrom = growTo(this.tokenFrom, n);
+    this.tokenCount = growTo(this.tokenCount, n);
+    this.blockSize = growTo(this.blockSize, n);
+  }
+}
+
+function growTo<T extends Uint8Array | Int32Array | Uint32Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
+// The flat decoder reads bytes straight from the payload at position `S.p` (no reader
+// object, no DataView): every read checks its bounds and reports anything it does not handle.
+
+/** position of the flat decoder in the payload */
+const S = { p: 0 };
+
+/** width in bytes of a non-negative integer below 2^32 by its first byte (0 = another shape) */
+const UW = new Uint8Array(256);
+UW.fill(1, 0, 0x80);
+UW[0xcc] = 2;
+UW[0xcd] = 3;
+UW[0xce] = 5;
+
+function be32(b: Uint8Array, p: number): number {
+  return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+}
+
+/** An array header → its length, or -1 (nothing consumed). */
+function fArr(b: Uint8Array): number {
+  const h = b[S.p]!;
+  if (h >= 0x90 && h <= 0x9f) {
+    S.p++;
+    return h & 0x0f;
+  }
+  if (h === 0xdc && S.p + 3 <= b.length) {
+    S.p += 3;
+    return (b[S.p - 2]! << 8) | b[S.p - 1]!;
+  }
+  if (h === 0xdd && S.p + 5 <= b.length) {
+    S.p += 5;
+    return be32(b, S.p - 4);
+  }
+  return -1;
+}
+
+/** A non-negative integer below 2^32 → its value, or -1 (nothing consumed). */
+function fUint(b: Uint8Array): number {
+  if (S.p >= b.length) return -1;
+  const h = b[S.p]!;
+  const w = UW[h]!;
+  if (w === 0 || S.p + w > b.length) return -1;
+  const p = S.p;
+  S.p += w;
+  return w === 1 ? h : w === 2 ? b[p + 1]! : w === 3 ? (b[p + 1]! << 8) | b[p + 2]! : be32(b, p + 1);
+}
+
+/** Consumes a nil → true. */
+function fNil(b: Uint8Array): boolean {
+  if (b[S.p] === 0xc0) {
+    S.p++;
+    return true;
+  }
+  return false;
+}
+
+/** nil or a non-negative integer below 2^32 → true (consumed). */
+function fOptUint(b: Uint8Array): boolean {
+  return fNil(b) || fUint(b) >= 0;
+}
+
+/**
+ * A hash (uint64, int64, smaller non-negative int, bin8 — last 8 bytes big-endian) into pair `i`
+ * of `out` → true; false for another shape.
+ */
+function fHash(b: Uint8Array, out: Uint32Array, i: number): boolean {
+  const h = b[S.p]!;
+  if (h === 0xcf || h === 0xd3) {
+    if (S.p + 9 > b.length) return false;
+    out[2 * i] = be32(b, S.p + 1);
+    out[2 * i + 1] = be32(b, S.p + 5);
+    S.p += 9;
+    return true;
+  }
+  if (h === 0xc4) {
+    if (S.p + 2 > b.length) return false;
+    const n = b[S.p + 1]!;
+    const end = S.p + 2 + n;
+    if (end > b.length) return false;
+    let hi = 0;
+    let lo = 0;
+    for (let k = Math.max(S.p + 2, end - 8); k < end; k++) {
+      hi = ((hi << 8) | (lo >>> 24)) >>> 0;
+      lo = ((lo << 8) | b[k]!) >>> 0;
+    }
+    out[2 * i] = hi;
+    out[2 * i + 1] = lo;
+    S.p = end;
+    return true;
+  }
+  const v = fUint(b);
+  if (v < 0) return false;
+  out[2 * i] = 0;
+  out[2 * i + 1] = v;
+  return true;
+}
+
+/** two most recent strings of the flat decoder (media, LoRA names repeat) */
+let strA = "";
+let strB = "";
+
+/** nil → null, an ASCII string → it (recent ones reused), anything else → undefined. */
+function fOptStr(b: Uint8Array): string | null | undefined {
+  const h = b[S.p]!;
+  if (h === 0xc0) {
+    S.p++;
+    return null;
+  }
+  let n: number;
+  let p: number;
+  if (h >= 0xa0 && h <= 0xbf) {
+    n = h & 0x1f;
+    p = S.p + 1;
+  } else if (h === 0xd9 && S.p + 2 <= b.length) {
+    n = b[S.p + 1]!;
+    p = S.p + 2;
+  } else return undefined;
+  if (p + n > b.length) return undefined;
+  if (sameStr(b, p, n, strA)) {
+    S.p = p + n;
+    return strA;
+  }
+  if (sameStr(b, p, n, strB)) {
+    S.p = p + n;
+    const t = strA;
+    strA = strB;
+    strB = t;
+    return strA;
+  }
+  for (let k = p; k < p + n; k++) if (b[k]! >= 0x80) return undefined;
+  const v = String.fromCharCode(...b.subarray(p, p + n));
+  strB = strA;
+  strA = v;
+  S.p = p + n;
+  return v;
+}
+
+function sameStr(b: Uint8Array, p: number, n: number, s: string): boolean {
+  if (s.length !== n) return false;
+  for (let k = 0; k < n; k++) if (s.charCodeAt(k) !== b[p + k]) return false;
+  return true;
+}
+
+/** Skips `tag` (a {@link FixStr}) → true; false (nothing consumed) for anything else. */
+function fTag(b: Uint8Array, tag: FixStr): boolean {
+  const n = tag.length;
+  if (b[S.p] !== (0xa0 | n) || S.p + 1 + n > b.length) return false;
+  const t = tag.bytes;
+  for (let k = 0; k < n; k++) if (b[S.p + 1 + k] !== t[k]) return false;
+  S.p += 1 + n;
+  return true;
+}
+
+/** An array of hashes into `f.hashes` from pair `from` → its length, or -1. */
+function fHashes(b: Uint8Array, f: FlatBatch, from: number): number {
+  const k = fArr(b);
+  if (k < 0 || k > b.length - S.p) return -1;
+  if (2 * (from + k) > f.hashes.length)
+    f.hashes = growTo(f.hashes, Math.max(2 * f.hashes.length, 2 * (from + k)));
+  const h = f.hashes;
+  for (let i = from; i < from + k; i++) if (!fHash(b, h, i)) return -1;
+  return k;
+}
+
+/** Token ids (array of non-negative ints below 2^32) into `f.tokens` from `from` → count, or -1. */
+function fTokens(b: Uint8Array, f: FlatBatch, from: number): number {
+  const k = fArr(b);
+  if (k < 0 || k > b.length - S.p) return -1;
+  if (from + k > f.tokens.length) f.tokens = growTo(f.tokens, Math.max(2 * f.tokens.length, from + k));
+  const out = f.tokens;
+  let p = S.p;
+  const len = b.length;
+  const end = from + k;
+  let i = from;
+  // while 5 bytes remain: the width from a table, the value from one 32-bit read shifted into
+  // place (mixed widths cost no mispredicted branches)
+  for (; i < end && p + 5 <= len; i++) {
+    const h = b[p]!;
+    const w = UW[h]!;
+    if (w === 0) return -1;
+    out[i] = w === 1 ? h : be32(b, p + 1) >>> (40 - 8 * w);
+    p += w;
+  }
+  S.p = p;
+  for (; i < end; i++) {
+    const v = fUint(b);
+    if (v < 0) return -1;
+    out[i] = v;
+  }
+  return k;
+}
+
+/** One event into slot `i` of `f` → true; false when it is not of a plain shape (see decodeBatchFlat). */
+function flatEvent(b: Uint8Array, f: FlatBatch, i: number, hashPos: number, tokenPos: number): boolean {
+  const len = fArr(b);
+  if (len <= 0) return false;
+  f.reserveEvent(i);
+  f.hashFrom[i] = hashPos;
+  f.tokenFrom[i] = tokenPos;
+  f.tokenCount[i] = 0;
+  if (fTag(b, TAG_STORED)) {
+    if (len < 4) return false;
+    f.kind[i] = FLAT_STORED;
+    const k = fHashes(b, f, hashPos);
+    if (k < 0) return false;
+    f.hashCount[i] = k;
+    if (fNil(b)) f.hasParent[i] = 0;
+    else {
+      if (!fHash(b, tmpHash, 0)) return false;
+      f.hasParent[i] = 1;
+      f.parentHi[i] = tmpHash[0]!;
+      f.parentLo[i] = tmpHash[1]!;
+    }
+    if (!fNil(b)) {
+      const nt = fTokens(b, f, tokenPos);
+      if (nt < 0) return false;
+      f.tokenCount[i] = nt;
+    }
+    f.blockSize[i] = 0;
+    if (len > 4 && !fNil(b)) {
+      const bs = fUint(b);
+      if (bs < 0) return false;
+      f.blockSize[i] = bs;
+    }
+    if (len > 5 && !fOptUint(b)) return false; // lora_id
+    const medium = len > 6 ? fOptStr(b) : null;
+    if (medium === undefined) return false;
+    f.medium[i] = medium;
+    const lora = len > 7 ? fOptStr(b) : null;
+    if (lora === undefined) return false;
+    f.loraName[i] = lora;
+    if (len > 8 && !fNil(b)) return false; // extra_keys: only the default (nil) is handled here
+    if (len > 9 && !fOptUint(b)) return false; // group_idx
+    if (len > 10 && fOptStr(b) === undefined) return false; // kv_cache_spec_kind
+    if (len > 11 && !fOptUint(b)) return false; // kv_cache_spec_sliding_window
+    return len <= 12;
+  }
+  if (fTag(b, TAG_REMOVED)) {
+    if (len < 2) return false;
+    f.kind[i] = FLAT_REMOVED;
+    const k = fHashes(b, f, hashPos);
+    if (k < 0) return false;
+    f.hashCount[i] = k;
+    const medium = len > 2 ? fOptStr(b) : null;
+    if (medium === undefined) return false;
+    f.medium[i] = medium;
+    if (len > 3 && !fOptUint(b)) return false; // group_idx
+    return len <= 4;
+  }
+  if (fTag(b, TAG_CLEARED)) {
+    f.kind[i] = FLAT_CLEARED;
+    f.hashCount[i] = 0;
+    return len === 1;
+  }
+  return false;
+}
+
+const f64 = new DataView(new ArrayBuffer(8));
+
+/** A batch ts (float64 or non-negative int below 2^32) → it, or -1. */
+function fTs(b: Uint8Array): number {
+  if (b[S.p] === 0xcb && S.p + 9 <= b.length) {
+    for (let k = 0; k < 8; k++) f64.setUint8(k, b[S.p + 1 + k]!);
+    S.p += 9;
+    const v = f64.getFloat64(0);
+    return v >= 0 ? v : -1;
+  }
+  return fUint(b);
+}
+
+const TAG_CLEARED = new FixStr("AllBlocksCleared");
+
+/**
+ * Decodes an array-form batch (`[ts, [events…], rank?]`, ts a non-negative float64 or int, rank
+ * nil or a non-negative int) whose events are all array-form `BlockStored` / `BlockRemoved` /
+ * `AllBlocksCleared` with plainly typed fields (hashes as ints or bin8, token ids and sizes as
+ * non-negative ints below 2^32, media and names as ASCII strings or nil, extra_keys nil, no
+ * fields beyond the known ones) into `out`, reading the bytes directly and allocating nothing
+ * per event. The result equals {@link decodeBatch}'s on every field it keeps.
+ * @returns false when the payload is of any other shape (map batch or events, unknown tags,
+ *   other field types) or malformed, `out` then being unspecified: the caller decodes it with
+ *   {@link decodeBatch}, which gives the events or the error
+ */
+export function decodeBatchFlat(payload: Uint8Array, out: FlatBatch): boolean {
+  const b = payload;
+  S.p = 0;
+  const n = fArr(b);
+  if (n < 2) return false;
+  const ts = fTs(b);
+  if (ts < 0) return false;
+  const m = fArr(b);
+  if (m < 0) return false;
+  let hashPos = 0;
+  let tokenPos = 0;
+  for (let i = 0; i < m; i++) {
+    if (!flatEvent(b, out, i, hashPos, tokenPos)) return false;
+    hashPos += out.hashCount[i]!;
+    tokenPos += out.tokenCount[i]!;
+  }
+  if (n > 2 && !fOptUint(b)) return false; // data_parallel_rank
+  if (n > 3 || S.p !== b.length) return false;
+  out.ts = ts;
+  out.n = m;
+  return true;
 }

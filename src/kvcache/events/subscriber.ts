@@ -21,6 +21,9 @@
  *   would stay unknown to the index with no later seq to reveal the gap. Counted in `catchUps`
  *   (not `replays`), events `catch-up` (0) and `replay-done`; option `catchUpOnConnect`.
  * - A seq that goes backwards means the publisher restarted: the endpoint is cleared (counted).
+ * - Payloads are decoded and applied by a {@link BatchIngester} (ingest.ts: vLLM's array-form
+ *   batches without building event objects, anything else through `decodeBatch`); a payload
+ *   that does not decode is counted as `decode_error` and changes nothing.
  * - Every outcome is counted in {@link SubscriberStats} (for metrics and `llmd doctor`), and
  *   emitted as events for tests and logs: `batch` (seq), `gap` (expected, got), `replay`
  *   (from), `replay-done` (applied), `resync` (reason), `restart`, `error` (err).
@@ -28,7 +31,7 @@
 import { EventEmitter } from "node:events";
 import { Dealer, Subscriber } from "zeromq";
 import type { DropReason, KvBlockIndex } from "../precise/index.js";
-import { decodeBatch } from "./codec.js";
+import { BatchIngester } from "./ingest.js";
 import { decodeSeq, KV_TOPIC_PREFIX, parseKvTopic } from "./types.js";
 
 /** Drop reasons counted by a subscriber: the index's plus message-level ones. */
@@ -123,6 +126,8 @@ export class KvEventSubscriber extends EventEmitter {
   readonly stats: SubscriberStats;
   private readonly sub: Subscriber;
   private readonly slot: number;
+  /** decodes payloads into the index (see ingest.ts) */
+  private readonly ingester: BatchIngester;
   private replaying = false;
   private held: Msg[] = [];
   private closed = false;
@@ -139,6 +144,7 @@ export class KvEventSubscriber extends EventEmitter {
   ) {
     super();
     this.slot = index.endpointSlot(opts.endpointId);
+    this.ingester = new BatchIngester(index);
     this.replayOnJoin = opts.replayOnJoin ?? true;
     this.replayTimeoutMs = opts.replayTimeoutMs ?? 2000;
     this.maxHeld = opts.maxHeld ?? 10_000;
@@ -266,26 +272,19 @@ export class KvEventSubscriber extends EventEmitter {
     }
     this.stats.topicPodId = t.podId;
     if (!this.stats.models.includes(t.model)) this.stats.models.push(t.model);
-    let batch: ReturnType<typeof decodeBatch>["batch"];
+    const ing = this.ingester;
     try {
-      batch = decodeBatch(m.payload).batch;
+      ing.ingest(this.slot, t.model, m.payload, this.stats.drops, this.stats.models);
     } catch (err) {
       this.stats.drops.decode_error++;
       this.emit("decode-error", err);
       return;
     }
-    for (const ev of batch.events) {
-      if (ev.type === "BlockStored" && ev.loraName !== null && !this.stats.models.includes(ev.loraName)) {
-        this.stats.models.push(ev.loraName);
-      }
-      const r = this.index.apply(this.slot, t.model, ev);
-      if (r !== null) this.stats.drops[r]++;
-    }
     const now = Date.now();
     this.stats.batches++;
-    this.stats.events += batch.events.length;
+    this.stats.events += ing.events;
     this.stats.lastBatchAt = now;
-    this.stats.lagMs = now - batch.ts * 1000;
+    this.stats.lagMs = now - ing.ts * 1000;
     this.emit("batch", m.seq);
   }
 

@@ -25,6 +25,10 @@
  * - Extra keys (multimodal hashes, salts) are not mixed in: keys use `extra = nil` on both the
  *   event side and the request side.
  *
+ * Events come as objects ({@link KvBlockIndex.apply}) or, from the ingestion path that decodes
+ * payloads without building them, as raw fields ({@link KvBlockIndex.applyStoredRaw},
+ * {@link KvBlockIndex.applyRemovedRaw}); the object methods delegate to the raw ones.
+ *
  * Layout (ingestion and lookup allocate nothing per event; the index is larger than the CPU
  * caches, so the layout is chosen for few random memory accesses): request keys and engine keys
  * each live in a {@link ClockTable} — records in CLOCK order (a new key takes the record just
@@ -470,28 +474,67 @@ export class KvBlockIndex {
 
   /** See {@link apply}. */
   applyStored(ep: number, model: string, e: BlockStoredEvent): DropReason | null {
+    const p = e.parentBlockHash;
     const hashes = e.blockHashes;
-    const nE = hashes.length >>> 1;
-    if (nE === 0) return null;
-    const tier = this.tierId(e.medium);
     const tokens = e.tokenIds;
-    if (tokens.length === 0) return this.storeTierOnly(ep, tier, hashes, nE);
-    const ebs = tokens.length / nE;
-    if (!Number.isInteger(ebs) || (e.blockSize > 0 && e.blockSize !== ebs))
+    return this.applyStoredRaw(
+      ep,
+      model,
+      hashes,
+      0,
+      hashes.length >>> 1,
+      p !== null,
+      p === null ? 0 : p.hi,
+      p === null ? 0 : p.lo,
+      tokens,
+      0,
+      tokens.length,
+      e.blockSize,
+      e.medium,
+      e.loraName,
+    );
+  }
+
+  /**
+   * {@link applyStored} on raw fields, so that a decoder can feed the index without building an
+   * event object: engine hashes are pairs `hashes[2·hashFrom ..]` (`nE` of them), tokens are
+   * `tokens[tokenFrom .. tokenFrom + nTokens)`, the parent is (parentHi, parentLo) when
+   * `hasParent`.
+   */
+  applyStoredRaw(
+    ep: number,
+    model: string,
+    hashes: Uint32Array,
+    hashFrom: number,
+    nE: number,
+    hasParent: boolean,
+    parentHi: number,
+    parentLo: number,
+    tokens: Uint32Array,
+    tokenFrom: number,
+    nTokens: number,
+    blockSize: number,
+    medium: string | null,
+    loraName: string | null,
+  ): DropReason | null {
+    if (nE === 0) return null;
+    const tier = this.tierId(medium);
+    if (nTokens === 0) return this.storeTierOnly(ep, tier, hashes, hashFrom, nE);
+    const ebs = nTokens / nE;
+    if (!Number.isInteger(ebs) || (blockSize > 0 && blockSize !== ebs))
       return this.drop("token_count_mismatch");
     const bs = this.blockSize;
     const span = ebs / bs;
     if (!Number.isInteger(span) || span > this.maxSpan) return this.drop("block_size_mismatch");
     let ph: number;
     let pl: number;
-    const parent = e.parentBlockHash;
-    if (parent === null) {
-      const r = this.root(e.loraName ?? model);
+    if (!hasParent) {
+      const r = this.root(loraName ?? model);
       ph = r[0];
       pl = r[1];
     } else {
       const et = this.etab;
-      const p = et.find(parent.hi, parent.lo);
+      const p = et.find(parentHi, parentLo);
       if (p === NONE) return this.drop("unknown_parent");
       const d = et.d;
       const o = et.stride * p + HDR;
@@ -503,10 +546,10 @@ export class KvBlockIndex {
     const nR = nE * span;
     if (this.scratch.length < 2 * nR) this.scratch = new Uint32Array(2 * nR * 2);
     const keys = this.scratch;
-    chainKeysInto(ph, pl, tokens, tokens.length, bs, keys);
+    chainKeysInto(ph, pl, tokens, nTokens, bs, keys, 0, tokenFrom);
     for (let i = 0; i < nE; i++) {
-      const eh = hashes[2 * i]!;
-      const el = hashes[2 * i + 1]!;
+      const eh = hashes[2 * (hashFrom + i)]!;
+      const el = hashes[2 * (hashFrom + i) + 1]!;
       this.prefetchBlock(eh, el, keys, i * span, span);
       this.storeBlock(eh, el, keys, i * span, span, ep, tier);
     }
@@ -514,9 +557,15 @@ export class KvBlockIndex {
   }
 
   /** A `BlockStored` without tokens (e.g. CPU offload): resolves through known engine keys. */
-  private storeTierOnly(ep: number, tier: number, hashes: Uint32Array, nE: number): DropReason | null {
+  private storeTierOnly(
+    ep: number,
+    tier: number,
+    hashes: Uint32Array,
+    from: number,
+    nE: number,
+  ): DropReason | null {
     let miss = false;
-    for (let i = 0; i < nE; i++) {
+    for (let i = from; i < from + nE; i++) {
       const et = this.etab;
       const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
       if (s === NONE) {
@@ -533,10 +582,20 @@ export class KvBlockIndex {
 
   /** See {@link apply}. */
   applyRemoved(ep: number, e: BlockRemovedEvent): DropReason | null {
-    const hashes = e.blockHashes;
-    const tier = this.tierId(e.medium);
+    return this.applyRemovedRaw(ep, e.blockHashes, 0, e.blockHashes.length >>> 1, e.medium);
+  }
+
+  /** {@link applyRemoved} on raw fields: engine hashes are pairs `hashes[2·from ..]`, `n` of them. */
+  applyRemovedRaw(
+    ep: number,
+    hashes: Uint32Array,
+    from: number,
+    n: number,
+    medium: string | null,
+  ): DropReason | null {
+    const tier = this.tierId(medium);
     let miss = false;
-    for (let i = 0; i < hashes.length >>> 1; i++) {
+    for (let i = from; i < from + n; i++) {
       const et = this.etab;
       const s = et.find(hashes[2 * i]!, hashes[2 * i + 1]!);
       if (s === NONE) {

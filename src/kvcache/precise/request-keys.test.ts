@@ -116,6 +116,12 @@ describe("request keys", () => {
         assert.equal(chainKeysInto(ph, pl, toks, toks.length, bs, a, 1), n);
         assert.equal(chainKeysIntoJs(ph, pl, toks, toks.length, bs, b, 1), n);
         assert.deepEqual(a, b);
+        // the same tokens at an offset inside a larger typed array
+        const padded = new Uint32Array(7 + toks.length + 5);
+        padded.set(toks, 7);
+        const c = new Uint32Array(2 * n + 2);
+        assert.equal(chainKeysInto(ph, pl, padded, toks.length, bs, c, 1, 7), n);
+        assert.deepEqual(c, a);
         let p = parent;
         const got = hashesToBigInts(a.subarray(2));
         for (let i = 0; i < n; i++) {

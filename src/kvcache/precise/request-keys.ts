@@ -208,6 +208,7 @@ function putHead(buf: Uint8Array, p: number, major: number, n: number): number {
  * @param parentLo low 32 bits of the parent key
  * @param out where to write the keys, interleaved; must hold ≥ 2·floor(length/blockSize)
  *   entries from `outOffset` (pairs)
+ * @param tokensOffset where the tokens start in `tokens` (`length` counts from there)
  * @returns the number of keys written (= floor(length / blockSize))
  * @throws RangeError when blockSize < 1
  */
@@ -219,19 +220,22 @@ export function chainKeysInto(
   blockSize: number,
   out: Uint32Array,
   outOffset = 0,
+  tokensOffset = 0,
 ): number {
   if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
   const n = Math.floor(length / blockSize);
   if (n === 0) return 0;
-  if (wasm === null) return chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset);
+  if (wasm === null)
+    return chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset, tokensOffset);
   const nt = n * blockSize;
   // words: keys [0, 2n), tokens [2n, 2n + nt)
   ensureWasmMem(wasm, 4 * (2 * n + nt));
   const mem = wasmWords;
   const t0 = 2 * n;
+  const to = tokensOffset;
   if (nt > 64 && tokens instanceof Uint32Array)
-    mem.set(nt === tokens.length ? tokens : tokens.subarray(0, nt), t0);
-  else for (let i = 0; i < nt; i++) mem[t0 + i] = tokens[i]!;
+    mem.set(to === 0 && nt === tokens.length ? tokens : tokens.subarray(to, to + nt), t0);
+  else for (let i = 0; i < nt; i++) mem[t0 + i] = tokens[to + i]!;
   wasm.chain(4 * t0, n, blockSize, 0, parentHi >>> 0, parentLo >>> 0);
   const o = 2 * outOffset;
   if (n > 32) out.set(mem.subarray(0, 2 * n), o);
@@ -248,13 +252,14 @@ function chainKeysJs(
   blockSize: number,
   out: Uint32Array,
   outOffset: number,
+  tokensOffset: number,
 ): number {
   ensureBlockBuf(16 + 5 * blockSize);
   const buf = blockBuf;
   const dv = blockView;
   let ph = parentHi >>> 0;
   let pl = parentLo >>> 0;
-  let t = 0;
+  let t = tokensOffset;
   for (let k = 0; k < n; k++) {
     // CBOR [parent, [tokens…], null]
     let p = 0;
@@ -320,7 +325,7 @@ export function chainKeysIntoJs(
 ): number {
   if (blockSize < 1) throw new RangeError("blockSize must be ≥ 1");
   const n = Math.floor(length / blockSize);
-  return n === 0 ? 0 : chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset);
+  return n === 0 ? 0 : chainKeysJs(parentHi, parentLo, tokens, n, blockSize, out, outOffset, 0);
 }
 
 /**
